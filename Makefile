@@ -1,0 +1,63 @@
+# LearnFlow: the interface for people and CI. `make run` and `make test` set themselves up.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# pyenv machines keep 3.12 and 3.13 beside the default 3.11: make them all visible and take the
+# newest (the Lambda runtime is python3.13; the code stays 3.11-compatible).
+export PYENV_VERSION ?= $(shell pyenv versions --bare 2>/dev/null | grep -E '^3\.(11|12|13)\.[0-9]+$$' | sort -t. -k2,2nr | paste -sd: -)
+PYTHON ?= $(shell export PYENV_VERSION=$(PYENV_VERSION); for v in 3.13 3.12 3.11; do command -v python$$v >/dev/null 2>&1 && python$$v -c 'import sys' 2>/dev/null && { echo python$$v; break; }; done)
+export SAM_CLI_TELEMETRY := 0
+export AWS_DEFAULT_REGION ?= us-east-1
+
+VENV := .venv
+SAM_VENV := .venv-sam
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
+SAM_STAMP := $(SAM_VENV)/.installed
+SRC := functions layers/shared cli tests bench
+
+.PHONY: help run test lint typecheck unit bench build validate clean
+
+help:
+	@echo "make run    start the whole API locally on http://127.0.0.1:3000/v2 (ARGS='--port 3100 ...')"
+	@echo "make test   lint, type-check, template checks and every test"
+	@echo "make lint   ruff check, ruff format --check, mypy --strict"
+	@echo "make bench  benchmarks"
+	@echo "make build  sam build    make validate  sam validate (+ --lint)"
+
+$(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "need python3.11+ on PATH" >&2; exit 1; }
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@test -x $(BIN)/uv || $(BIN)/pip install --quiet uv
+	$(BIN)/uv pip install --quiet --python $(BIN)/python -e '.[dev]'
+	@rm -f $(VENV)/.installed-* && touch $@
+
+$(SAM_STAMP):
+	@test -x $(SAM_VENV)/bin/python || $(PYTHON) -m venv $(SAM_VENV)
+	@test -x $(SAM_VENV)/bin/uv || $(SAM_VENV)/bin/pip install --quiet uv
+	$(SAM_VENV)/bin/uv pip install --quiet --python $(SAM_VENV)/bin/python aws-sam-cli
+	@touch $@
+
+run: $(STAMP)
+	$(BIN)/learnflow serve $(ARGS)
+
+lint: $(STAMP)
+	$(BIN)/ruff check $(SRC)
+	$(BIN)/ruff format --check $(SRC)
+	$(BIN)/mypy $(SRC)
+
+test: lint
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python -m bench $(ARGS)
+
+validate: $(SAM_STAMP)
+	$(SAM_VENV)/bin/sam validate
+	$(SAM_VENV)/bin/sam validate --lint
+
+build: $(SAM_STAMP)
+	$(SAM_VENV)/bin/sam build
+
+clean:
+	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

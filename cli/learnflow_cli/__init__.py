@@ -1,0 +1,1 @@
+"""LearnFlow command line: the administration CLI and the local stack (`learnflow serve`)."""

@@ -1,0 +1,1 @@
+"""Administration: accounts and API keys, against a deployment or the local stack."""

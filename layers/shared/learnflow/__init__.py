@@ -1,0 +1,1 @@
+"""LearnFlow shared layer: the code every Lambda function of the API uses."""

@@ -1,0 +1,1 @@
+"""DynamoDB access: the key grammar (`keys`) and one repository per aggregate."""

@@ -1,0 +1,154 @@
+"""The error hierarchy: every failure a client can see, mapped to the envelope of CONTRACT §3."""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+
+class AppError(Exception):
+    """An error the API reports to its caller: a status, a type, a stable code and maybe a param."""
+
+    status: ClassVar[int] = 500
+    type: ClassVar[str] = "api_error"
+    default_code: ClassVar[str | None] = None
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        code: str | None = None,
+        param: str | None = None,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.code = code or self.default_code
+        self.param = param
+        self.headers = dict(headers or {})
+        self.extra = dict(extra or {})
+
+    def body(self, request_id: str) -> dict[str, Any]:
+        """The JSON body: `{"error": {type, code, param?, message, request_id, …extra}}`."""
+        error: dict[str, Any] = {"type": self.type}
+        if self.code:
+            error["code"] = self.code
+        if self.param:
+            error["param"] = self.param
+        error.update(self.extra)
+        error["message"] = self.message
+        error["request_id"] = request_id
+        return {"error": error}
+
+
+class InvalidRequestError(AppError):
+    status = 400
+    type = "invalid_request_error"
+    default_code = "parameter_invalid"
+
+
+class IdempotencyKeyReusedError(AppError):
+    status = 400
+    type = "idempotency_error"
+    default_code = "idempotency_key_reused"
+
+
+class AuthenticationError(AppError):
+    status = 401
+    type = "authentication_error"
+    default_code = "api_key_invalid"
+
+
+class CardError(AppError):
+    status = 402
+    type = "card_error"
+    default_code = "card_declined"
+
+
+class PermissionDeniedError(AppError):
+    status = 403
+    type = "permission_error"
+    default_code = "insufficient_permissions"
+
+
+class NotFoundError(AppError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "resource_missing"
+
+
+class RouteNotFoundError(AppError):
+    status = 404
+    type = "invalid_request_error"
+    default_code = "route_not_found"
+
+
+class ConflictError(AppError):
+    status = 409
+    type = "invalid_request_error"
+
+
+class IdempotencyInProgressError(AppError):
+    status = 409
+    type = "idempotency_error"
+    default_code = "idempotency_request_in_progress"
+
+
+class RateLimitError(AppError):
+    status = 429
+    type = "rate_limit_error"
+    default_code = "rate_limit_exceeded"
+
+
+class ApiError(AppError):
+    """A fault of ours: the message is generic and never carries internals."""
+
+    status = 500
+    type = "api_error"
+
+
+class NotImplementedYetError(AppError):
+    """A route the template declares whose behaviour has not been built yet."""
+
+    status = 501
+    type = "api_error"
+    default_code = "not_implemented"
+
+
+class PaymentProviderUnavailableError(AppError):
+    status = 502
+    type = "api_error"
+    default_code = "payment_provider_unavailable"
+
+
+class ServiceUnavailableError(AppError):
+    status = 503
+    type = "api_error"
+    default_code = "service_unavailable"
+
+
+def parameter_missing(param: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Missing required parameter: {param}.", code="parameter_missing", param=param
+    )
+
+
+def parameter_invalid(param: str, message: str) -> InvalidRequestError:
+    return InvalidRequestError(message, code="parameter_invalid", param=param)
+
+
+def parameter_unknown(param: str) -> InvalidRequestError:
+    return InvalidRequestError(
+        f"Received unknown parameter: {param}.", code="parameter_unknown", param=param
+    )
+
+
+def resource_missing(param: str, object_id: str) -> InvalidRequestError:
+    """An id named in the body or a cursor that does not exist for this tenant (400, not 404)."""
+    return InvalidRequestError(
+        f"No such object: '{object_id}'.", code="resource_missing", param=param
+    )
+
+
+def not_found(kind: str, object_id: str) -> NotFoundError:
+    return NotFoundError(f"No such {kind}: '{object_id}'.", param="id")

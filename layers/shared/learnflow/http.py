@@ -1,0 +1,309 @@
+"""The HTTP layer every route handler shares: one resolver factory over Powertools' REST resolver.
+
+`make_app(permission=…)` gives a resolver that, for every request, in the contract's order
+(CONTRACT §1: route → key → rate limit → permission → input → the work):
+reads the caller from the authorizer's context, counts the request against the account's
+per-minute limit, checks the route's permission, rejects unknown query parameters and bad JSON,
+validates input with pydantic (errors → 400 with `param`), runs the handler, and answers every
+error in the envelope of CONTRACT §3 with `Request-Id` and the rate-limit headers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, TypeVar, cast
+
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler.exceptions import NotFoundError as PowertoolsNotFound
+from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
+from aws_lambda_powertools.utilities.typing import LambdaContext
+from pydantic import BaseModel, ValidationError
+
+from learnflow import errors, permissions
+from learnflow.jsonio import dumps, loads_object
+from learnflow.observability import logger
+from learnflow.ratelimit import Allowance, Limiter
+from learnflow.tenancy import Mode, Tenant
+
+JSON = "application/json"
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+@dataclass(frozen=True, slots=True)
+class Caller:
+    """Who is calling, exactly as the authorizer established it; never from the request itself."""
+
+    tenant: Tenant
+    plan: str
+    rate_limit: int
+    key_id: str
+    key_kind: str
+    permissions: frozenset[str]
+
+    def can(self, permission: str) -> bool:
+        return permissions.allows(self.permissions, permission)
+
+
+def caller_from_event(event: Mapping[str, Any]) -> Caller:
+    """The caller from `requestContext.authorizer` (API Gateway passes the context as strings)."""
+    context = (event.get("requestContext") or {}).get("authorizer") or {}
+    mode = context.get("mode")
+    account_id = context.get("account_id")
+    try:
+        rate_limit = int(context.get("rate_limit", ""))
+    except ValueError:
+        rate_limit = 0
+    if not account_id or mode not in ("live", "test") or rate_limit <= 0:
+        # Only a misconfigured route (no authorizer in front) gets here: refuse, never guess.
+        raise errors.AuthenticationError("Invalid API key provided.", code="api_key_invalid")
+    return Caller(
+        tenant=Tenant(account_id=str(account_id), mode=cast("Mode", mode)),
+        plan=str(context.get("plan", "")),
+        rate_limit=rate_limit,
+        key_id=str(context.get("key_id", "")),
+        key_kind=str(context.get("key_kind", "")),
+        permissions=permissions.parse(str(context.get("permissions", ""))),
+    )
+
+
+def error_param(loc: tuple[Any, ...] | list[Any]) -> str | None:
+    """`("body", "metadata", "k")` → `metadata`; `("query", "limit")` → `limit`."""
+    names = [str(part) for part in loc[1:] if not isinstance(part, int)]
+    return names[0] if names else None
+
+
+def validation_error(details: list[dict[str, Any]] | Any) -> errors.AppError:
+    """The first pydantic/Powertools validation error as the contract's 400."""
+    first = next(iter(details), None) if isinstance(details, list) else None
+    if not first:
+        return errors.InvalidRequestError("Invalid request.", code="parameter_invalid")
+    kind = first.get("type", "")
+    loc = tuple(first.get("loc", ()))
+    param = error_param(loc)
+    if kind == "json_invalid" or (param is None and loc[:1] == ("body",)):
+        return errors.InvalidRequestError(
+            "The request body is not a JSON object.", code="invalid_json"
+        )
+    if param is None:
+        return errors.InvalidRequestError("Invalid request.", code="parameter_invalid")
+    if kind == "missing":
+        return errors.parameter_missing(param)
+    if kind == "extra_forbidden":
+        return errors.parameter_unknown(param)
+    # pydantic's messages describe the rule ("String should have at most 200 characters"),
+    # never the input, so they are safe to pass on.
+    message = str(first.get("msg", "Invalid value"))
+    message = message.removeprefix("Value error, ")
+    return errors.parameter_invalid(param, f"Invalid {param}: {message}.")
+
+
+def error_response(error: errors.AppError, request_id: str) -> Response[str]:
+    return Response(
+        status_code=error.status,
+        content_type=JSON,
+        body=dumps(error.body(request_id)),
+        headers=dict(error.headers),
+    )
+
+
+def respond(value: BaseModel | Mapping[str, Any], status: int = 200) -> Response[str]:
+    """A JSON response with exact decimals (handlers return this, not a bare model)."""
+    body = value.model_dump(mode="python") if isinstance(value, BaseModel) else value
+    return Response(status_code=status, content_type=JSON, body=dumps(body))
+
+
+class App(APIGatewayRestResolver):
+    """Powertools' REST resolver with LearnFlow's guards, envelope and headers."""
+
+    def __init__(
+        self,
+        *,
+        permission: str | None,
+        query: type[BaseModel] | None,
+        authenticated: bool,
+        limiter: Callable[[], Limiter] | None,
+    ) -> None:
+        super().__init__(
+            enable_validation=True, serializer=dumps, json_body_deserializer=self._body
+        )
+        self.permission = permission
+        self.query_model = query
+        self.authenticated = authenticated
+        self._limiter = limiter
+        self._parsed: tuple[str, dict[str, Any]] | None = None
+        self.exception_handler(errors.AppError)(self._app_error)
+        self.exception_handler(RequestValidationError)(self._validation_error)
+        self.exception_handler(PowertoolsNotFound)(self._route_not_found)
+        self.exception_handler(Exception)(self._unexpected)
+
+    # --- the request's pipeline ---
+
+    def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        request_id = str((event.get("requestContext") or {}).get("requestId", ""))
+        event = _normalise(event)
+        extra_headers: dict[str, str] = {}
+        try:
+            if self.authenticated:
+                caller = caller_from_event(event)
+                if self._limiter is not None:
+                    allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
+                    extra_headers.update(allowance.headers())
+                if self.permission and not caller.can(self.permission):
+                    raise errors.PermissionDeniedError(
+                        f"This API key does not have the {self.permission} permission.",
+                        code="insufficient_permissions",
+                    )
+                self.context["caller"] = caller
+            self.context["query"] = self._parse_query(event)
+            self._parse_body(event)
+        except errors.AppError as error:
+            return _with_headers(_proxy_response(error, request_id), extra_headers, request_id)
+        except Exception:
+            logger.exception("request pipeline failed")
+            failure = _proxy_response(_internal_error(), request_id)
+            return _with_headers(failure, extra_headers, request_id)
+        else:
+            return _with_headers(super().resolve(event, context), extra_headers, request_id)
+        finally:
+            self._parsed = None
+            self.context.clear()
+
+    def _parse_query(self, event: Mapping[str, Any]) -> BaseModel | None:
+        multi = event.get("multiValueQueryStringParameters") or {}
+        single = event.get("queryStringParameters") or {}
+        for name, values in multi.items():
+            if isinstance(values, list) and len(values) > 1:
+                raise errors.parameter_invalid(name, f"Invalid {name}: give it once.")
+        if self.query_model is None:
+            for name in single:
+                raise errors.parameter_unknown(name)
+            return None
+        try:
+            return self.query_model.model_validate(dict(single))
+        except ValidationError as error:
+            details = [{**detail, "loc": ("query", *detail["loc"])} for detail in error.errors()]
+            raise validation_error(details) from None
+
+    def _parse_body(self, event: Mapping[str, Any]) -> None:
+        body = event.get("body")
+        if body is None:
+            return
+        try:
+            self._parsed = (body, loads_object(body))
+        except ValueError:
+            raise errors.InvalidRequestError(
+                "The request body is not a JSON object.", code="invalid_json"
+            ) from None
+
+    def _body(self, text: str) -> dict[str, Any]:
+        # Powertools asks for the parsed body during validation: hand over the one parsed above.
+        if self._parsed is not None and self._parsed[0] is text:
+            return self._parsed[1]
+        return loads_object(text)
+
+    # --- exception handlers (Powertools calls these for errors raised inside routing) ---
+
+    def _app_error(self, error: errors.AppError) -> Response[str]:
+        return error_response(error, self._request_id())
+
+    def _validation_error(self, error: RequestValidationError) -> Response[str]:
+        return error_response(validation_error(list(error.errors())), self._request_id())
+
+    def _route_not_found(self, _: PowertoolsNotFound) -> Response[str]:
+        error = errors.RouteNotFoundError(
+            "Unrecognized request URL or method.", code="route_not_found"
+        )
+        return error_response(error, self._request_id())
+
+    def _unexpected(self, _: Exception) -> Response[str]:
+        logger.exception("unhandled error")
+        return error_response(_internal_error(), self._request_id())
+
+    def _request_id(self) -> str:
+        return str(self.current_event.request_context.request_id or "")
+
+
+def _proxy_response(error: errors.AppError, request_id: str) -> dict[str, Any]:
+    """A REST proxy response for an error raised before routing (guards, query, body)."""
+    return {
+        "statusCode": error.status,
+        "headers": {"Content-Type": JSON, **error.headers},
+        "body": dumps(error.body(request_id)),
+        "isBase64Encoded": False,
+    }
+
+
+def _with_headers(result: dict[str, Any], extra: dict[str, str], request_id: str) -> dict[str, Any]:
+    """Add the rate-limit headers and `Request-Id` to a proxy response, whichever header map
+    (single or multi-value) Powertools filled."""
+    extra = {**extra, "Request-Id": request_id}
+    multi = result.get("multiValueHeaders")
+    if multi:
+        for name, value in extra.items():
+            multi[name] = [value]
+    else:
+        result["headers"] = {**(result.get("headers") or {}), **extra}
+    return result
+
+
+def _internal_error() -> errors.ApiError:
+    return errors.ApiError("An unexpected error occurred. Please retry later.", code="api_error")
+
+
+def _normalise(event: Mapping[str, Any]) -> dict[str, Any]:
+    """Bodies are JSON whatever Content-Type says (curl -d sends form encoding); an empty body on
+    a POST or PATCH reads as `{}` (CONTRACT §1); base64 bodies are decoded by Powertools."""
+    event = dict(event)
+    method = str(event.get("httpMethod", "")).upper()
+    body = event.get("body")
+    if method in ("POST", "PATCH", "PUT") and (body is None or not str(body).strip()):
+        event["body"] = "{}"
+        event["isBase64Encoded"] = False
+    elif event.get("isBase64Encoded") and body:
+        import base64  # noqa: PLC0415 - rare path
+
+        event["body"] = base64.b64decode(str(body)).decode("utf-8", errors="replace")
+        event["isBase64Encoded"] = False
+    headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
+    headers["Content-Type"] = JSON
+    event["headers"] = headers
+    multi = event.get("multiValueHeaders")
+    if multi:
+        multi = {k: v for k, v in multi.items() if k.lower() != "content-type"}
+        multi["Content-Type"] = [JSON]
+        event["multiValueHeaders"] = multi
+    return event
+
+
+def make_app(
+    *,
+    permission: str | None = None,
+    query: type[BaseModel] | None = None,
+    authenticated: bool = True,
+    limiter: Callable[[], Limiter] | None = None,
+) -> App:
+    """The resolver for one route's Lambda.
+
+    permission: what the route needs (`courses:read`), None for none; query: the pydantic model of
+    its query string (extra="forbid"), None when it takes none; limiter: the rate limiter factory,
+    by default the DynamoDB one over the function's table (built at the first request).
+    """
+    if limiter is None and authenticated:
+        from learnflow import deps  # noqa: PLC0415 - deps builds clients; only at first request
+
+        limiter = deps.limiter
+    return App(permission=permission, query=query, authenticated=authenticated, limiter=limiter)
+
+
+def caller(app: APIGatewayRestResolver) -> Caller:
+    """The authenticated caller of the request being handled."""
+    return cast("Caller", app.context["caller"])
+
+
+def query(app: APIGatewayRestResolver, model: type[ModelT]) -> ModelT:
+    """The request's validated query string, as the model the app was made with."""
+    value = app.context.get("query")
+    if not isinstance(value, model):
+        raise TypeError(f"this app's query model is not {model.__name__}")
+    return value

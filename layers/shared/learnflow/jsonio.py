@@ -1,0 +1,53 @@
+"""JSON in and out with exact decimals: numbers with a fraction parse to `Decimal` and `Decimal`
+serialises as a JSON number written exactly (`49.99`, never `"49.99"` nor `49.990000000000002`).
+
+The stdlib encoder cannot write a Decimal as a number and Powertools' encoder writes it as a
+string, so this uses simplejson's maintained `use_decimal` support.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import simplejson
+from pydantic import BaseModel
+
+
+class NotAnObjectError(ValueError):
+    """The body parsed, but is not a JSON object."""
+
+
+def iso(moment: datetime) -> str:
+    """ISO-8601 UTC with seconds and a `Z`: `2023-10-15T14:32:00Z`."""
+    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _default(value: Any) -> Any:
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="python")
+    if isinstance(value, datetime):
+        return iso(value)
+    if isinstance(value, frozenset | set):
+        return sorted(value)
+    raise TypeError(f"not JSON serialisable: {type(value).__name__}")
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON; `Decimal` as an exact number (normalised so `5E+3` is written `5000`)."""
+    return simplejson.dumps(
+        value, use_decimal=True, default=_default, separators=(",", ":"), ensure_ascii=False
+    )
+
+
+def _parse_decimal(text: str) -> Decimal:
+    return Decimal(text)
+
+
+def loads_object(text: str) -> dict[str, Any]:
+    """Parse a request body that must be a JSON object; raises ValueError otherwise."""
+    value = simplejson.loads(text, parse_float=_parse_decimal)
+    if not isinstance(value, dict):
+        raise NotAnObjectError("the body is not a JSON object")
+    return value

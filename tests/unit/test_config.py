@@ -1,0 +1,54 @@
+"""Settings: read from the environment at first use, cached, refreshed on demand."""
+
+from __future__ import annotations
+
+import pytest
+
+from learnflow.config import ConfigurationError, get_settings
+
+
+def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEARNFLOW_TABLE", "tbl")
+    monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", "hi@example.com")
+    monkeypatch.setenv("LEARNFLOW_STRIPE_API_BASE", "http://127.0.0.1:12111")
+    get_settings.cache_clear()
+    settings = get_settings()
+    assert settings.require_table() == "tbl"
+    assert settings.sender_email == "hi@example.com"
+    assert settings.stripe_api_base == "http://127.0.0.1:12111"
+    assert settings.region == "us-east-1"
+
+
+def test_settings_are_cached_until_cleared(monkeypatch: pytest.MonkeyPatch) -> None:
+    get_settings.cache_clear()
+    first = get_settings()
+    monkeypatch.setenv("LEARNFLOW_TABLE", "other")
+    assert get_settings() is first
+    get_settings.cache_clear()
+    assert get_settings().table_name == "other"
+
+
+def test_missing_table_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LEARNFLOW_TABLE")
+    get_settings.cache_clear()
+    with pytest.raises(ConfigurationError):
+        get_settings().require_table()
+
+
+def test_blank_values_count_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_KEY", "   ")
+    monkeypatch.delenv("LEARNFLOW_SENDER_EMAIL", raising=False)
+    get_settings.cache_clear()
+    assert get_settings().stripe_secret_key is None
+    assert get_settings().sender_email == "no-reply@learnflow.com"
+
+
+def test_importing_config_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib  # noqa: PLC0415
+
+    from learnflow import config  # noqa: PLC0415
+
+    monkeypatch.setenv("LEARNFLOW_TABLE", "at-first-use")
+    reloaded = importlib.reload(config)
+    monkeypatch.setenv("LEARNFLOW_TABLE", "later")
+    assert reloaded.get_settings().table_name == "later"

@@ -1,0 +1,45 @@
+"""JSON with exact decimals: numbers in, numbers out, never floats or strings."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta, timezone
+from decimal import Decimal
+
+import pytest
+
+from learnflow.jsonio import NotAnObjectError, dumps, iso, loads_object
+
+
+@pytest.mark.parametrize("text", ["0.29", "49.99", "1.13", "5000", "0", "999999.99", "0.001"])
+def test_decimal_round_trips_exactly(text: str) -> None:
+    parsed = loads_object(f'{{"price": {text}}}')
+    assert parsed["price"] == Decimal(text)
+    assert not isinstance(parsed["price"], float)
+    assert dumps(parsed) == f'{{"price":{text}}}'
+
+
+def test_integers_stay_integers() -> None:
+    assert loads_object('{"n": 5}') == {"n": 5}
+    assert type(loads_object('{"n": 5}')["n"]) is int
+
+
+@pytest.mark.parametrize("text", ["[1]", '"x"', "1", "null", "true"])
+def test_non_objects_are_refused(text: str) -> None:
+    with pytest.raises(NotAnObjectError):
+        loads_object(text)
+
+
+@pytest.mark.parametrize("text", ["{", "{'a': 1}", "", '{"a": }'])
+def test_invalid_json_raises_value_error(text: str) -> None:
+    with pytest.raises(ValueError):  # noqa: PT011 - any ValueError: the caller maps them all
+        loads_object(text)
+
+
+def test_iso_is_utc_with_seconds_and_z() -> None:
+    moment = datetime(2023, 10, 15, 16, 32, 0, 123456, tzinfo=timezone(timedelta(hours=2)))
+    assert iso(moment) == "2023-10-15T14:32:00Z"
+    assert iso(datetime(2023, 1, 2, 3, 4, 5, tzinfo=UTC)) == "2023-01-02T03:04:05Z"
+
+
+def test_dumps_is_compact_and_keeps_unicode() -> None:
+    assert dumps({"a": [1, "é"]}) == '{"a":[1,"é"]}'
