@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from learnflow.config import ConfigurationError, get_settings
+
+LAYER = Path(__file__).resolve().parents[2] / "layers" / "shared"
 
 
 def test_settings_come_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -43,12 +50,12 @@ def test_blank_values_count_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
     assert get_settings().sender_email == "no-reply@learnflow.com"
 
 
-def test_importing_config_reads_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
-    import importlib  # noqa: PLC0415
-
-    from learnflow import config  # noqa: PLC0415
-
-    monkeypatch.setenv("LEARNFLOW_TABLE", "at-first-use")
-    reloaded = importlib.reload(config)
-    monkeypatch.setenv("LEARNFLOW_TABLE", "later")
-    assert reloaded.get_settings().table_name == "later"
+def test_importing_the_layer_reads_no_settings() -> None:
+    # A fresh interpreter: importing every core module must not read the environment.
+    code = (
+        "import learnflow.clients, learnflow.deps, learnflow.http;"
+        "from learnflow.config import get_settings;"
+        "assert get_settings.cache_info().currsize == 0"
+    )
+    env = {"PATH": os.environ["PATH"], "PYTHONPATH": str(LAYER)}
+    subprocess.run([sys.executable, "-c", code], check=True, env=env, timeout=60)  # noqa: S603

@@ -30,13 +30,17 @@ _BOTO_CONFIG = Config(
 
 @lru_cache(maxsize=1)
 def _session() -> boto3.session.Session:
-    return boto3.session.Session(region_name=get_settings().region)
+    # Kept across reset(): it holds botocore's loaded service models, which are costly to load
+    # again; clients take the region from the settings when they are made.
+    return boto3.session.Session()
 
 
 @lru_cache(maxsize=1)
 def dynamodb() -> DynamoDBServiceResource:
     with _lock:
-        return _session().resource("dynamodb", config=_BOTO_CONFIG)
+        return _session().resource(
+            "dynamodb", region_name=get_settings().region, config=_BOTO_CONFIG
+        )
 
 
 @lru_cache(maxsize=1)
@@ -47,10 +51,10 @@ def table() -> Table:
 @lru_cache(maxsize=1)
 def ses() -> SESV2Client:
     with _lock:
-        return _session().client("sesv2", config=_BOTO_CONFIG)
+        return _session().client("sesv2", region_name=get_settings().region, config=_BOTO_CONFIG)
 
 
 def reset() -> None:
     """Forget every cached client and setting (tests, or the local stack after re-pointing)."""
-    for factory in (_session, dynamodb, table, ses, get_settings):
+    for factory in (dynamodb, table, ses, get_settings):
         factory.cache_clear()
