@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, cast
 from botocore.exceptions import ClientError
 
 from learnflow.db import keys
+from learnflow.db.transactions import write_transaction
 from learnflow.keys import Kind
 from learnflow.tenancy import Mode
 
@@ -27,7 +28,6 @@ KEY_TYPE: Final = "api_key"
 KEY_POINTER_TYPE: Final = "api_key_id"
 
 _CONDITION_FAILED = "ConditionalCheckFailedException"
-_TRANSACTION_CANCELED = "TransactionCanceledException"
 _GSI1 = "GSI1"
 
 
@@ -279,18 +279,15 @@ class AccountRepository:
     ) -> None:
         """One transaction; a failed condition on item i raises `failures[i]` (or a generic
         error for a clash of new ids, which the ids' 95 random bits make a practical never)."""
-        try:
-            self._table.meta.client.transact_write_items(TransactItems=list(items))  # type: ignore[arg-type]
-        except ClientError as error:
-            if _code(error) != _TRANSACTION_CANCELED:
-                raise
-            reasons = cast("list[dict[str, Any]]", error.response.get("CancellationReasons", []))
-            for index, reason in enumerate(reasons):
-                if reason.get("Code") == "ConditionalCheckFailed":
-                    raise failures.get(
-                        index, AccountStoreError("a new id clashed with a stored one; retry")
-                    ) from None
-            raise
+        reasons = write_transaction(self._table, [dict(item) for item in items])
+        if reasons is None:
+            return
+        for index, reason in enumerate(reasons):
+            if reason == "ConditionalCheckFailed":
+                raise failures.get(
+                    index, AccountStoreError("a new id clashed with a stored one; retry")
+                )
+        raise AccountStoreError("the transaction could not commit; retry")
 
 
 def _code(error: ClientError) -> str:

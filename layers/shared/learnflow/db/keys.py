@@ -18,6 +18,7 @@ SK: Final = "SK"
 TTL_ATTRIBUTE: Final = "expires_at"
 # On every item: "course", "enrollment", … (the stream filters on it)
 TYPE_ATTRIBUTE: Final = "type"
+COUNTER_TYPE: Final = "counter"  # the `type` of counters items
 
 # Overloaded GSIs: index name → (partition key attribute, sort key attribute)
 GSI: Final = {f"GSI{n}": (f"GSI{n}PK", f"GSI{n}SK") for n in range(1, 6)}

@@ -1,0 +1,189 @@
+"""What `make bench` measures: the authorizer, the shared request pipeline, and course lists at
+two catalogue sizes, each beside a baseline taken in the same run."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import boto3
+
+from bench.harness import Timing, measure, report
+from learnflow import clients, deps, ids
+from learnflow.config import get_settings
+from learnflow.db import keys
+from learnflow.keys import hash_secret
+from learnflow.models.courses import Course
+from learnflow.tenancy import Tenant
+from learnflow_cli.admin.service import Admin
+from learnflow_cli.template import load_template, table_definition
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+EVENTS = Path(__file__).resolve().parent.parent / "events"
+CATEGORIES = ("web", "data", "design", "business", "music")
+STATUSES = ("draft", "published", "archived")
+
+
+class Context:
+    function_name = "bench"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:bench"
+    aws_request_id = "bench"
+
+
+def _event(name: str) -> dict[str, Any]:
+    return dict(json.loads((EVENTS / f"{name}.json").read_text()))
+
+
+def create_table() -> None:
+    spec = table_definition(load_template())
+    name = get_settings().require_table()
+    boto3.client("dynamodb").create_table(**spec.create_table_kwargs(name))
+    deps.reset()
+
+
+def _table() -> Table:
+    return clients.table()
+
+
+def authorizer() -> None:
+    from functions.authorizer import authorize  # noqa: PLC0415 - after the table exists
+
+    admin = Admin(_table(), None, {})
+    account = admin.create_account("Bench", "pro")
+    secret = admin.create_key(account["id"], "test")["secret"]
+    event = _event("authorizer_token")
+    event["authorizationToken"] = f"Bearer {secret}"
+    malformed = dict(event, authorizationToken="Bearer nope")
+    key = keys.api_key(hash_secret(secret))
+
+    def refused() -> None:
+        refusal = ""
+        try:
+            authorize.lambda_handler(malformed, Context())  # type: ignore[arg-type]
+        except Exception as error:  # the 401 path is a bare Exception by design
+            refusal = str(error)
+        if refusal != "Unauthorized":
+            raise AssertionError(refusal)
+
+    timings = [
+        measure("GetItem of the key item (baseline)", lambda: _table().get_item(Key=key)),
+        measure(
+            "authorizer, valid key",
+            lambda: authorize.lambda_handler(event, Context()),  # type: ignore[arg-type]
+        ),
+        measure("authorizer, malformed header (no read)", refused),
+    ]
+    report("TOKEN authorizer, warm, moto in-process", timings, "GetItem of the key item (baseline)")
+
+
+def _course(index: int) -> Course:
+    return Course(
+        id=ids.new_id("crs"),
+        title=f"Course {index}",
+        description="A course for the benchmark.",
+        category=CATEGORIES[index % len(CATEGORIES)],
+        instructor_id=None,
+        instructor=None,
+        price=Decimal("49.99"),
+        currency="USD",
+        status=STATUSES[index % len(STATUSES)],  # type: ignore[arg-type]
+        enrollment_count=0,
+        livemode=False,
+        created_at="2026-01-01T00:00:00Z",
+        updated_at="2026-01-01T00:00:00Z",
+    )
+
+
+def _seed(tenant: Tenant, count: int) -> str:
+    courses = [_course(index) for index in range(count)]
+    deps.course_repository().load(tenant, courses)
+    return courses[0].id
+
+
+def request_pipeline() -> None:
+    from functions.courses import get_course  # noqa: PLC0415
+
+    tenant = Tenant("acct_benchpipeline00000000001", "test")
+    course_id = _seed(tenant, 1)
+    event = _event("get_course")
+    event["pathParameters"] = {"course_id": course_id}
+    event["path"] = f"/courses/{course_id}"
+    event["requestContext"]["authorizer"].update(
+        {"account_id": tenant.account_id, "mode": "test", "rate_limit": "100000000"}
+    )
+    item_key = keys.item(tenant, keys.COURSE, course_id)
+
+    def raw_reads() -> None:
+        _table().update_item(
+            Key=keys.rate_window(tenant, 0),
+            UpdateExpression="ADD #n :one",
+            ExpressionAttributeNames={"#n": "count"},
+            ExpressionAttributeValues={":one": 1},
+        )
+        _table().get_item(Key=item_key, ConsistentRead=True)
+
+    def handler() -> None:
+        result = get_course.lambda_handler(event, Context())  # type: ignore[arg-type]
+        assert result["statusCode"] == 200
+
+    timings = [
+        measure("GetItem of the course (baseline)", lambda: _table().get_item(Key=item_key)),
+        measure("UpdateItem + GetItem, no handler code", raw_reads),
+        measure("GET /courses/{id} through the handler", handler),
+    ]
+    report("One request through the shared layer", timings, "GetItem of the course (baseline)")
+
+
+class _ItemsRead:
+    """Items read through the table's client while installed (a botocore after-call hook)."""
+
+    def __init__(self, table: Table) -> None:
+        self.items: Counter[str] = Counter()
+        table.meta.client.meta.events.register("after-call.dynamodb", self._count)
+
+    def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
+        if "Items" in parsed:
+            self.items[model.name] += len(parsed["Items"])
+        elif "Item" in parsed:
+            self.items[model.name] += 1
+
+
+def list_courses() -> None:
+    from functions.courses import list_courses as handler_module  # noqa: PLC0415
+
+    counter = _ItemsRead(_table())
+    timings: list[Timing] = []
+    reads: list[tuple[str, int]] = []
+    for size in (100, 10_000):
+        tenant = Tenant(f"acct_benchlist{size:014d}", "test")
+        _seed(tenant, size)
+        for label, query in (
+            ("limit 10", {"limit": "10"}),
+            ("limit 100", {"limit": "100"}),
+            ("limit 10, category+status", {"limit": "10", "category": "web", "status": "draft"}),
+        ):
+            event = _event("list_courses")
+            event["queryStringParameters"] = query
+            event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()}
+            event["requestContext"]["authorizer"].update(
+                {"account_id": tenant.account_id, "mode": "test", "rate_limit": "100000000"}
+            )
+
+            def call(event: dict[str, Any] = event) -> None:
+                result = handler_module.lambda_handler(event, Context())  # type: ignore[arg-type]
+                assert result["statusCode"] == 200
+
+            counter.items.clear()
+            call()
+            reads.append((f"{size:>6} courses, {label}", sum(counter.items.values())))
+            timings.append(measure(f"{size:>6} courses, {label}", call, runs=60))
+    report("GET /courses at two catalogue sizes", timings, "   100 courses, limit 10")
+    print("\nitems read per list call (Query page + has_more probe + counters item):")
+    for name, count in reads:
+        print(f"  {name:<44} {count}")

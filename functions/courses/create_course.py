@@ -1,0 +1,25 @@
+"""POST /courses: a new draft course (201)."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from learnflow.deps import course_repository
+from learnflow.http import caller, make_app, respond
+from learnflow.models.courses import CourseCreate, CourseOut
+from learnflow.observability import logger
+
+app = make_app(permission="courses:write")
+
+
+@app.post("/courses")
+def create_course(body: CourseCreate) -> Response[str]:
+    course = course_repository().create(caller(app).tenant, body)
+    return respond(CourseOut.from_domain(course), 201)
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

@@ -1,0 +1,27 @@
+"""GET /instructors: newest first, with cursors (CONTRACT §5)."""
+
+from typing import Any
+
+from aws_lambda_powertools.event_handler import Response
+from aws_lambda_powertools.logging import correlation_paths
+from aws_lambda_powertools.utilities.typing import LambdaContext
+
+from learnflow.deps import instructor_repository
+from learnflow.http import caller, make_app, query, respond
+from learnflow.models.instructors import InstructorList, InstructorListQuery
+from learnflow.observability import logger
+
+app = make_app(permission="instructors:read", query=InstructorListQuery)
+
+
+@app.get("/instructors")
+def list_instructors() -> Response[str]:
+    listing = instructor_repository().list(caller(app).tenant, query(app, InstructorListQuery))
+    return respond(
+        InstructorList.of(listing.items, has_more=listing.has_more, total_count=listing.total_count)
+    )
+
+
+@logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)
+def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
+    return app.resolve(event, context)

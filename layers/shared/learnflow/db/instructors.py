@@ -1,0 +1,123 @@
+"""Instructors in the single table: one item each and a counter, written in one transaction."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any, Final, cast
+
+from learnflow import errors, ids
+from learnflow.db import keys
+from learnflow.db.transactions import write_transaction
+from learnflow.jsonio import iso
+from learnflow.models.instructors import Instructor, InstructorCreate, InstructorListQuery
+from learnflow.pagination import Listing, ListSource, query_page
+from learnflow.tenancy import Tenant
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+ID_PREFIX: Final = "ins"
+INSTRUCTOR_TYPE: Final = "instructor"
+
+
+class InstructorRepository:
+    """Create, read and list a tenant's instructors."""
+
+    def __init__(self, table: Table) -> None:
+        self._table = table
+
+    def create(self, tenant: Tenant, data: InstructorCreate) -> Instructor:
+        instructor = Instructor(
+            id=ids.new_id(ID_PREFIX),
+            name=data.name,
+            email=data.email,
+            bio=data.bio,
+            metadata=data.stored_metadata(),
+            livemode=tenant.livemode,
+            created_at=iso(datetime.now(UTC)),
+        )
+        put = {
+            "TableName": self._table.name,
+            "Item": _to_item(tenant, instructor),
+            # ids are unique by construction; a clash must fail, never overwrite
+            "ConditionExpression": "attribute_not_exists(PK)",
+        }
+        count = {
+            "TableName": self._table.name,
+            "Key": keys.counters(tenant, keys.INSTRUCTOR),
+            "UpdateExpression": "ADD #all :one SET #type = :type",
+            "ExpressionAttributeNames": {"#all": keys.counter_name(), "#type": keys.TYPE_ATTRIBUTE},
+            "ExpressionAttributeValues": {":one": 1, ":type": keys.COUNTER_TYPE},
+        }
+        if write_transaction(self._table, [{"Put": put}, {"Update": count}]) is not None:
+            raise errors.ConflictError(
+                "The instructor could not be created; please retry.", code="lock_timeout"
+            )
+        return instructor
+
+    def find(self, tenant: Tenant, instructor_id: str) -> Instructor | None:
+        """The instructor, or None if this tenant has no instructor with that id."""
+        if not ids.is_valid(instructor_id, ID_PREFIX):
+            return None
+        item = self._table.get_item(
+            Key=keys.item(tenant, keys.INSTRUCTOR, instructor_id), ConsistentRead=True
+        ).get("Item")
+        return _from_item(tenant, cast("dict[str, Any]", item)) if item else None
+
+    def get(self, tenant: Tenant, instructor_id: str) -> Instructor:
+        """The instructor; 404 if this tenant has none with that id (whatever its shape)."""
+        instructor = self.find(tenant, instructor_id)
+        if instructor is None:
+            raise errors.not_found("instructor", instructor_id)
+        return instructor
+
+    def list(self, tenant: Tenant, query: InstructorListQuery) -> Listing[Instructor]:
+        page = query_page(
+            self._table,
+            ListSource(partition=keys.collection(tenant, keys.INSTRUCTOR)),
+            id_prefix=ID_PREFIX,
+            limit=query.limit,
+            starting_after=query.starting_after,
+            ending_before=query.ending_before,
+        )
+        return Listing(
+            items=[_from_item(tenant, item) for item in page.items],
+            has_more=page.has_more,
+            total_count=self.count(tenant),
+        )
+
+    def count(self, tenant: Tenant) -> int:
+        """Every instructor of the tenant, from the counter (one item read)."""
+        name = keys.counter_name()
+        item = self._table.get_item(
+            Key=keys.counters(tenant, keys.INSTRUCTOR),
+            ProjectionExpression="#n",
+            ExpressionAttributeNames={"#n": name},
+            ConsistentRead=True,
+        ).get("Item")
+        return int(cast("Any", (item or {}).get(name, 0)))
+
+
+def _to_item(tenant: Tenant, instructor: Instructor) -> dict[str, Any]:
+    return {
+        **keys.item(tenant, keys.INSTRUCTOR, instructor.id),
+        keys.TYPE_ATTRIBUTE: INSTRUCTOR_TYPE,
+        "id": instructor.id,
+        "name": instructor.name,
+        "email": instructor.email,
+        "bio": instructor.bio,
+        "metadata": dict(instructor.metadata),
+        "created_at": instructor.created_at,
+    }
+
+
+def _from_item(tenant: Tenant, item: dict[str, Any]) -> Instructor:
+    return Instructor(
+        id=str(item["id"]),
+        name=str(item["name"]),
+        email=item.get("email"),
+        bio=item.get("bio"),
+        metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+        livemode=tenant.livemode,
+        created_at=str(item["created_at"]),
+    )

@@ -1,0 +1,199 @@
+"""API model pieces every resource shares: metadata, prices, list queries and the list envelope."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from decimal import Decimal
+from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
+
+from learnflow import errors, money
+
+# CONTRACT §6: up to 50 string keys (≤ 40 chars) to string values (≤ 500 chars).
+METADATA_MAX_KEYS: Final = 50
+METADATA_KEY_MAX_LENGTH: Final = 40
+METADATA_VALUE_MAX_LENGTH: Final = 500
+
+# CONTRACT §5: limit 1..100, default 10.
+LIMIT_DEFAULT: Final = 10
+LIMIT_MAX: Final = 100
+
+SLUG_PATTERN: Final = r"^[a-z0-9]+(-[a-z0-9]+)*$"
+SLUG_MAX_LENGTH: Final = 100
+
+_DIGITS = re.compile(r"[0-9]{1,6}")
+
+
+class InputModel(BaseModel):
+    """A request body or query string: unknown fields are refused, nothing is coerced."""
+
+    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+
+class OutputModel(BaseModel):
+    """An object as the API shows it."""
+
+    model_config = ConfigDict(frozen=True)
+
+
+def _not_blank(value: str) -> str:
+    if not value.strip():
+        raise ValueError("must not be blank")
+    return value
+
+
+# A required text must say something: whitespace alone is refused (its length still counts all).
+NotBlank = AfterValidator(_not_blank)
+
+
+# --- metadata ---
+
+
+def _check_metadata(value: Any) -> Any:
+    """Metadata as a request gives it: string keys to string values, or null/"" to remove one."""
+    if not isinstance(value, dict):
+        raise ValueError("metadata must be an object of string keys to string values")
+    if len(value) > METADATA_MAX_KEYS:
+        raise ValueError(f"metadata has at most {METADATA_MAX_KEYS} keys")
+    for key, entry in value.items():
+        if not isinstance(key, str) or not 1 <= len(key) <= METADATA_KEY_MAX_LENGTH:
+            raise ValueError(f"metadata keys are 1 to {METADATA_KEY_MAX_LENGTH} characters")
+        if entry is None:
+            continue
+        if not isinstance(entry, str):
+            raise ValueError("metadata values must be strings")
+        if len(entry) > METADATA_VALUE_MAX_LENGTH:
+            raise ValueError(f"metadata values are at most {METADATA_VALUE_MAX_LENGTH} characters")
+    return value
+
+
+# What a body may send: a key set to "" or null removes it (Stripe's merge); on create there is
+# nothing to remove, so such keys are simply dropped.
+MetadataInput = Annotated[dict[str, str | None], BeforeValidator(_check_metadata)]
+
+
+def merge_metadata(
+    current: Mapping[str, str], update: Mapping[str, str | None] | None
+) -> dict[str, str]:
+    """Stripe's merge: `None` (the whole field null) clears everything; a key set to `""` or
+    null is removed; any other key is set. The result must still fit the limits."""
+    if update is None:
+        return {}
+    merged = dict(current)
+    for key, value in update.items():
+        if value:
+            merged[key] = value
+        else:
+            merged.pop(key, None)
+    if len(merged) > METADATA_MAX_KEYS:
+        raise errors.parameter_invalid(
+            "metadata", f"Invalid metadata: at most {METADATA_MAX_KEYS} keys in all."
+        )
+    return merged
+
+
+# --- money ---
+
+
+def _json_number(value: Any) -> Decimal:
+    """A price must be a JSON number: the body parser gives `int` or `Decimal`, never a float.
+
+    A string, a boolean (an `int` to Python) or a float (NaN/Infinity) is refused, not converted.
+    """
+    if isinstance(value, bool) or not isinstance(value, int | Decimal):
+        raise ValueError("price must be a JSON number")
+    amount = Decimal(value) if isinstance(value, int) else value
+    if not amount.is_finite():
+        raise ValueError("price must be a finite number")
+    return amount
+
+
+# A JSON number in major units, exact: `Decimal` from the parser to the table and back.
+Price = Annotated[
+    Decimal,
+    BeforeValidator(_json_number),
+    WithJsonSchema({"type": "number", "examples": [49.99]}),
+]
+
+
+def _currency_code(value: Any) -> str:
+    if not isinstance(value, str) or not money.is_supported(value):
+        raise ValueError("currency must be an ISO 4217 code that Stripe accepts")
+    return value.upper()
+
+
+# An ISO 4217 code Stripe accepts, in any letter case on input; always upper-case after.
+CurrencyCode = Annotated[
+    str,
+    BeforeValidator(_currency_code),
+    WithJsonSchema({"type": "string", "pattern": "^[A-Za-z]{3}$", "examples": ["USD"]}),
+]
+
+
+def price_problem(amount: Decimal, currency: str) -> str | None:
+    """Why `amount` cannot be a price in `currency` (already a supported code), or None."""
+    try:
+        money.check_price(amount, currency)
+    except money.PriceError as error:
+        return str(error)
+    return None
+
+
+Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=SLUG_MAX_LENGTH)]
+
+
+# --- lists ---
+
+
+def _limit(value: Any) -> Any:
+    # Query strings are strings: only plain decimal digits are an integer here ("1.5", "-1",
+    # "+5", " 5" and "1e1" are not); the range is checked by the field's bounds.
+    if isinstance(value, str):
+        if not _DIGITS.fullmatch(value):
+            raise ValueError(f"limit must be an integer between 1 and {LIMIT_MAX}")
+        return int(value)
+    return value
+
+
+Limit = Annotated[int, BeforeValidator(_limit), Field(ge=1, le=LIMIT_MAX)]
+Cursor = Annotated[str, StringConstraints(min_length=1, max_length=100)]
+
+
+class ListQuery(InputModel):
+    """`limit`, `starting_after`, `ending_before` (CONTRACT §5); resources add their filters."""
+
+    limit: Limit = LIMIT_DEFAULT
+    starting_after: Cursor | None = None
+    ending_before: Cursor | None = None
+
+    @field_validator("ending_before")
+    @classmethod
+    def _one_cursor(cls, value: str | None, info: ValidationInfo) -> str | None:
+        if value is not None and info.data.get("starting_after") is not None:
+            raise ValueError("give starting_after or ending_before, not both")
+        return value
+
+
+ItemT = TypeVar("ItemT", bound=BaseModel)
+
+
+class ListEnvelope(OutputModel, Generic[ItemT]):
+    """`{"object": "list", "url", "data", "has_more", "total_count"}`."""
+
+    object: Literal["list"] = "list"
+    url: str
+    data: list[ItemT]
+    has_more: bool
+    total_count: int

@@ -1,0 +1,118 @@
+"""Cursor pagination over one DynamoDB Query: exact newest-first pages at a bounded read cost."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
+
+from boto3.dynamodb.conditions import ConditionBase, Key
+
+from learnflow import errors, ids
+from learnflow.db import keys
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+T = TypeVar("T")
+Item = dict[str, Any]
+
+
+@dataclass(frozen=True, slots=True)
+class ListSource:
+    """Where a list lives: a partition of the table (`index=None`) or of one of its GSIs."""
+
+    partition: str
+    index: str | None = None
+
+    @property
+    def key_attributes(self) -> tuple[str, str]:
+        if self.index is None:
+            return keys.PK, keys.SK
+        return keys.GSI[self.index]
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """Items newest first, and whether more lie beyond them in the direction of travel."""
+
+    items: list[Item]
+    has_more: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Listing(Generic[T]):
+    """A page of domain objects with the list's total (what the list envelope shows)."""
+
+    items: list[T]
+    has_more: bool
+    total_count: int
+
+
+def query_page(
+    table: Table,
+    source: ListSource,
+    *,
+    id_prefix: str,
+    limit: int,
+    starting_after: str | None = None,
+    ending_before: str | None = None,
+) -> Page:
+    """One page of `source`, newest first, from ONE Query of at most `limit + 2` items.
+
+    A list is one partition (of the table or of a GSI) sorted by object id; ids sort in creation
+    order, so newest-first is a reverse Query:
+    - no cursor: newest first, `limit + 1` items (the extra one says whether there is more);
+    - `starting_after=X`: `sort key <= X`, descending, `limit + 2` items: X itself first (proof
+      that X is in THIS list: same tenant, same filters), then the page, then the look-ahead;
+    - `ending_before=X`: `sort key >= X`, ascending, the same; the page is then reversed to be
+      newest first, and `has_more` says whether newer items remain (Stripe's meaning).
+    A cursor that is not the first item read is not in this list: 400 `resource_missing`.
+    Filtered lists are partitions of their own, so no `FilterExpression` ever thins a page.
+    """
+    if starting_after is not None and ending_before is not None:
+        raise errors.parameter_invalid(
+            "ending_before", "Give starting_after or ending_before, not both."
+        )
+    partition_attr, sort_attr = source.key_attributes
+    condition: ConditionBase = Key(partition_attr).eq(source.partition)
+    cursor = starting_after if starting_after is not None else ending_before
+    param = "starting_after" if starting_after is not None else "ending_before"
+    forward = False
+    if cursor is not None:
+        # An id of the wrong shape cannot be in any list: no read needed to say so.
+        if not ids.is_valid(cursor, id_prefix):
+            raise errors.resource_missing(param, cursor)
+        if starting_after is not None:
+            condition = condition & Key(sort_attr).lte(cursor)
+        else:
+            condition = condition & Key(sort_attr).gte(cursor)
+            forward = True
+    wanted = limit + 1 + (cursor is not None)
+    kwargs: dict[str, Any] = {
+        "KeyConditionExpression": condition,
+        "ScanIndexForward": forward,
+    }
+    if source.index is None:
+        kwargs["ConsistentRead"] = True  # the base table can; a GSI cannot
+    else:
+        kwargs["IndexName"] = source.index
+    items: list[Item] = []
+    # A Query stops at `Limit` items or 1 MB, whichever comes first: continue until `wanted`
+    # items or the partition's end. Every round returns at least one item (an item is < 400 KB),
+    # so this runs at most `wanted` times and never reads more than `wanted` items in all.
+    while len(items) < wanted:
+        response = table.query(Limit=wanted - len(items), **kwargs)
+        items.extend(response.get("Items", []))
+        last_key = response.get("LastEvaluatedKey")
+        if not last_key:
+            break
+        kwargs["ExclusiveStartKey"] = last_key
+    if cursor is not None:
+        if not items or items[0].get(sort_attr) != cursor:
+            raise errors.resource_missing(param, cursor)
+        items = items[1:]
+    has_more = len(items) > limit
+    items = items[:limit]
+    if forward:
+        items.reverse()
+    return Page(items=items, has_more=has_more)
