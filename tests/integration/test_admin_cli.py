@@ -128,8 +128,8 @@ def test_enterprise_account_gets_its_own_usage_plan_at_its_rate(gateway: Gateway
     own = account["usage_plan_id"]
     assert own not in (gateway.standard, gateway.pro)
     plan = gateway.client.get_usage_plan(usagePlanId=own)
-    assert plan["throttle"]["rateLimit"] == pytest.approx(20.0)
-    assert plan["throttle"]["burstLimit"] == 1200
+    assert plan["throttle"]["rateLimit"] == pytest.approx(40.0)  # 2 x 1200 / 60
+    assert plan["throttle"]["burstLimit"] == 4800
     assert [(s["apiId"], s["stage"]) for s in plan["apiStages"]] == [(gateway.api_id, "v2")]
     assert gateway.plan_key_ids(own) == {account["api_gateway_key_id"]}
 

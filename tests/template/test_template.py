@@ -14,6 +14,7 @@ import pytest
 import yaml
 from moto import mock_aws
 
+from learnflow.ratelimit import gateway_throttle
 from learnflow_cli.template import (
     DEFAULT_TEMPLATE_PATH,
     SHORT_TAGS,
@@ -350,7 +351,10 @@ def test_undeclared_gateway_responses_fall_back_to_the_defaults(
 
 @pytest.mark.parametrize(
     ("plan_id", "rate", "burst"),
-    [("StandardUsagePlan", 1, 60), ("ProUsagePlan", 5, 300)],
+    [
+        ("StandardUsagePlan", *gateway_throttle(60)),
+        ("ProUsagePlan", *gateway_throttle(300)),
+    ],
 )
 def test_usage_plan_throttles_its_tier_on_the_v2_stage(
     transformed: dict[str, Any], plan_id: str, rate: int, burst: int
@@ -371,8 +375,8 @@ def test_usage_plans_view_reads_both_tiers(template: dict[str, Any]) -> None:
     plans = usage_plans(template)
 
     assert {k: (v.rate_limit, v.burst_limit) for k, v in plans.items()} == {
-        "StandardUsagePlan": (1.0, 60),
-        "ProUsagePlan": (5.0, 300),
+        "StandardUsagePlan": gateway_throttle(60),
+        "ProUsagePlan": gateway_throttle(300),
     }
     assert stage_name(template) == "v2"
 

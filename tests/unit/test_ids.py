@@ -70,7 +70,15 @@ def test_random_part_differs_between_milliseconds() -> None:
 
 @pytest.mark.parametrize(
     "value",
-    ["crs_123", "crs_" + "a" * 23, "crs_" + "a" * 25, "stu_" + "a" * 24, "crs_" + "-" * 24, ""],
+    [
+        "crs_123",
+        "crs_" + "a" * 24 + "\n",
+        "crs_" + "a" * 23,
+        "crs_" + "a" * 25,
+        "stu_" + "a" * 24,
+        "crs_" + "-" * 24,
+        "",
+    ],
 )
 def test_is_valid_rejects_wrong_shapes(value: str) -> None:
     assert not ids.is_valid(value, "crs")

@@ -43,3 +43,13 @@ def test_iso_is_utc_with_seconds_and_z() -> None:
 
 def test_dumps_is_compact_and_keeps_unicode() -> None:
     assert dumps({"a": [1, "é"]}) == '{"a":[1,"é"]}'
+
+
+def test_deep_nesting_is_refused_as_not_an_object() -> None:
+    with pytest.raises(NotAnObjectError):
+        loads_object('{"a": ' + "[" * 50_000 + "]" * 50_000 + "}")
+
+
+def test_a_huge_integer_stays_a_number() -> None:
+    digits = "9" * 5000
+    assert loads_object(f'{{"price": {digits}}}')["price"] == Decimal(digits)

@@ -21,6 +21,7 @@ from learnflow.db.accounts import (
 from learnflow.ids import new_id
 from learnflow.jsonio import iso
 from learnflow.keys import MODES, Kind, generate_secret, hash_secret, last4, redacted
+from learnflow.ratelimit import gateway_throttle
 from learnflow.tenancy import Mode
 
 if TYPE_CHECKING:
@@ -166,13 +167,14 @@ class Admin:
             for stage in template.get("apiStages", [])
             if "apiId" in stage and "stage" in stage
         ]
+        rate, burst = gateway_throttle(account.rate_limit)
         created = apigateway.create_usage_plan(
             name=f"learnflow-enterprise-{account.id}",
             description=f"Enterprise account {account.id}, {account.rate_limit} requests a minute",
             apiStages=stages,
-            # Same shape as the tier plans: the per-minute number spread over the seconds, and
-            # a burst of one minute's worth.
-            throttle={"rateLimit": account.rate_limit / 60, "burstLimit": account.rate_limit},
+            # Sized as the tier plans are (learnflow.ratelimit.gateway_throttle): a guard that
+            # never refuses what the exact per-minute limit allows.
+            throttle={"rateLimit": rate, "burstLimit": burst},
             tags={"learnflow:account": account.id},
         )
         return created["id"]

@@ -94,7 +94,7 @@ def validation_error(details: list[dict[str, Any]] | Any) -> errors.AppError:
     # pydantic's messages describe the rule ("String should have at most 200 characters"),
     # never the input, so they are safe to pass on.
     message = str(first.get("msg", "Invalid value"))
-    message = message.removeprefix("Value error, ")
+    message = message.removeprefix("Value error, ").rstrip(".")
     return errors.parameter_invalid(param, f"Invalid {param}: {message}.")
 
 

@@ -62,18 +62,18 @@ def new_id(prefix: str) -> str:
     return f"{prefix}_{_encode(now_ms, _TIME_CHARS)}{_encode(random_part, _RANDOM_CHARS)}"
 
 
-_PATTERN = re.compile(r"^([a-z]+)_([0-9A-Za-z]{24})$")
+_PATTERN = re.compile(r"([a-z]+)_([0-9A-Za-z]{24})")
 
 
 def is_valid(value: str, prefix: str) -> bool:
     """True when `value` has the shape of an id of kind `prefix` (it may still not exist)."""
-    match = _PATTERN.match(value)
-    return bool(match) and match is not None and match.group(1) == prefix
+    match = _PATTERN.fullmatch(value)
+    return match is not None and match.group(1) == prefix
 
 
 def timestamp_ms(value: str) -> int:
     """The creation time, in milliseconds since the epoch, encoded in an id."""
-    match = _PATTERN.match(value)
+    match = _PATTERN.fullmatch(value)
     if not match:
         raise ValueError("not an id")
     return _decode(match.group(2)[:_TIME_CHARS])

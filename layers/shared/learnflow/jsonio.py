@@ -35,19 +35,31 @@ def _default(value: Any) -> Any:
 
 
 def dumps(value: Any) -> str:
-    """Compact JSON; `Decimal` as an exact number (normalised so `5E+3` is written `5000`)."""
+    """Compact JSON; `Decimal` as an exact number, written as `str()` gives it (models
+    normalise prices first, so `5E+3` reaches here as `5000`)."""
     return simplejson.dumps(
         value, use_decimal=True, default=_default, separators=(",", ":"), ensure_ascii=False
     )
+
+
+_INT_DIGITS = 4000  # below CPython's int-from-string limit (4300), which would raise mid-parse
 
 
 def _parse_decimal(text: str) -> Decimal:
     return Decimal(text)
 
 
+def _parse_int(text: str) -> int | Decimal:
+    # An absurdly long integer stays a number (a Decimal) so validation can name its field.
+    return int(text) if len(text) <= _INT_DIGITS else Decimal(text)
+
+
 def loads_object(text: str) -> dict[str, Any]:
     """Parse a request body that must be a JSON object; raises ValueError otherwise."""
-    value = simplejson.loads(text, parse_float=_parse_decimal)
+    try:
+        value = simplejson.loads(text, parse_float=_parse_decimal, parse_int=_parse_int)
+    except RecursionError:  # nesting deeper than the parser's stack: not a usable body
+        raise NotAnObjectError("the body nests too deeply") from None
     if not isinstance(value, dict):
         raise NotAnObjectError("the body is not a JSON object")
     return value

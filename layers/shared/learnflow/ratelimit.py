@@ -26,6 +26,17 @@ WINDOW_SECONDS = 60
 _KEEP_SECONDS = 120  # TTL: a window item outlives its minute, then DynamoDB deletes it
 
 
+def gateway_throttle(per_minute: int) -> tuple[float, int]:
+    """The API Gateway usage plan throttle (rate per second, burst) in front of a plan's limit.
+
+    The gateway can only be a coarse guard that never refuses what the exact limit allows: one
+    API Gateway key serves both modes of an account (2x), and fixed windows let a full minute's
+    worth arrive just before a boundary and another just after (2x again) — so a burst of four
+    minutes' worth, and a sustained rate of two minutes' worth spread over sixty seconds.
+    """
+    return 2 * per_minute / WINDOW_SECONDS, 4 * per_minute
+
+
 @dataclass(frozen=True, slots=True)
 class Allowance:
     limit: int
