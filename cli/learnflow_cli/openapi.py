@@ -41,13 +41,68 @@ _ERROR = {
 }
 
 
+_HEADERS = {
+    "Request-Id": {
+        "description": "API Gateway's request id; the same as `request_id` in an error body",
+        "schema": {"type": "string"},
+    },
+    "X-RateLimit-Limit": {
+        "description": "The plan's requests a minute",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Remaining": {
+        "description": "Requests left in this minute, after this one",
+        "schema": {"type": "integer"},
+    },
+    "X-RateLimit-Reset": {
+        "description": "Unix epoch seconds at which the window resets",
+        "schema": {"type": "integer"},
+    },
+}
+
+
+def _headers(authenticated: bool) -> dict[str, Any]:
+    """Every response has Request-Id; authenticated routes add the rate-limit headers."""
+    names = list(_HEADERS) if authenticated else ["Request-Id"]
+    return {name: dict(_HEADERS[name]) for name in names}
+
+
+def _error_response(authenticated: bool) -> dict[str, Any]:
+    return {
+        "description": "An error in the envelope of CONTRACT §3 (429 adds Retry-After)",
+        "headers": _headers(authenticated),
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+def _standard_bounds(schema: Any) -> Any:
+    """pydantic writes `Field(ge=…, le=…)` behind a BeforeValidator as `ge`/`le`; OpenAPI says
+    `minimum`/`maximum`."""
+    if isinstance(schema, dict):
+        renamed = {
+            "ge": "minimum",
+            "le": "maximum",
+            "gt": "exclusiveMinimum",
+            "lt": "exclusiveMaximum",
+        }
+        return {renamed.get(key, key): _standard_bounds(value) for key, value in schema.items()}
+    if isinstance(schema, list):
+        return [_standard_bounds(item) for item in schema]
+    return schema
+
+
 def _query_parameters(app: App) -> list[dict[str, Any]]:
     if app.query_model is None:
         return []
     schema = app.query_model.model_json_schema()
     required = set(schema.get("required", []))
     return [
-        {"name": name, "in": "query", "required": name in required, "schema": prop}
+        {
+            "name": name,
+            "in": "query",
+            "required": name in required,
+            "schema": _standard_bounds(prop),
+        }
         for name, prop in schema.get("properties", {}).items()
     ]
 
@@ -65,11 +120,15 @@ def build() -> dict[str, Any]:
             {"url": "https://api.learnflow.com/v2"},
             {"url": "http://127.0.0.1:3000/v2", "description": "learnflow serve"},
         ],
-        "security": [{"apiKey": []}],
+        "security": [{"bearerKey": []}],
         "paths": {},
         "components": {
             "securitySchemes": {
-                "apiKey": {"type": "http", "scheme": "bearer", "bearerFormat": "sk_test_…"}
+                "bearerKey": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "bearerFormat": "sk_live_… | sk_test_… | rk_live_… | rk_test_…",
+                }
             },
             "schemas": {"Error": _ERROR},
         },
@@ -80,13 +139,14 @@ def build() -> dict[str, Any]:
         piece = app.get_openapi_schema().model_dump(mode="json", by_alias=True, exclude_none=True)
         operation = piece["paths"][route.path][route.method.lower()]
         operation["operationId"] = route.module
-        operation.pop("responses", None)
-        operation["responses"] = {
-            "default": {
-                "description": "An error in the envelope of CONTRACT §3",
-                "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
-            }
+        # Keep the success response the route declares (`responses=ok(…)`); Powertools' own 422
+        # never happens here (learnflow.http answers 400 in the envelope instead).
+        declared = {
+            code: {**response, "headers": _headers(route.auth_required)}
+            for code, response in operation.pop("responses", {}).items()
+            if str(code).startswith("2") and "content" in response
         }
+        operation["responses"] = {**declared, "default": _error_response(route.auth_required)}
         parameters = operation.get("parameters", []) + _query_parameters(app)
         if parameters:
             operation["parameters"] = parameters
@@ -94,7 +154,7 @@ def build() -> dict[str, Any]:
             operation["security"] = []
         document["paths"].setdefault(route.path, {})[route.method.lower()] = operation
         for name, schema in piece.get("components", {}).get("schemas", {}).items():
-            if name not in {"HTTPValidationError", "ValidationError"}:
+            if name not in {"HTTPValidationError", "ValidationError", "ResponseValidationError"}:
                 document["components"]["schemas"][name] = schema
     return document
 

@@ -7,14 +7,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import course_repository
-from learnflow.http import caller, make_app, respond
+from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.courses import CourseOut
 from learnflow.observability import logger
 
 app = make_app(permission="courses:read")
 
 
-@app.get("/courses/<course_id>")
+@app.get("/courses/<course_id>", responses=ok(200, "The course", CourseOut))
 def get_course(course_id: str) -> Response[str]:
     return respond(CourseOut.from_domain(course_repository().get(caller(app).tenant, course_id)))
 

@@ -7,14 +7,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import course_repository
-from learnflow.http import caller, make_app, query, respond
+from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.courses import CourseList, CourseListQuery
 from learnflow.observability import logger
 
 app = make_app(permission="courses:read", query=CourseListQuery)
 
 
-@app.get("/courses")
+@app.get("/courses", responses=ok(200, "A page of courses, newest first", CourseList))
 def list_courses() -> Response[str]:
     listing = course_repository().list(caller(app).tenant, query(app, CourseListQuery))
     return respond(

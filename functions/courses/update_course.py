@@ -7,14 +7,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import course_repository
-from learnflow.http import caller, make_app, respond
+from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.courses import CourseOut, CourseUpdate
 from learnflow.observability import logger
 
 app = make_app(permission="courses:write")
 
 
-@app.patch("/courses/<course_id>")
+@app.patch("/courses/<course_id>", responses=ok(200, "The updated course", CourseOut))
 def update_course(course_id: str, body: CourseUpdate) -> Response[str]:
     course = course_repository().update(caller(app).tenant, course_id, body)
     return respond(CourseOut.from_domain(course))

@@ -7,14 +7,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import instructor_repository
-from learnflow.http import caller, make_app, respond
+from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.instructors import InstructorOut
 from learnflow.observability import logger
 
 app = make_app(permission="instructors:read")
 
 
-@app.get("/instructors/<instructor_id>")
+@app.get("/instructors/<instructor_id>", responses=ok(200, "The instructor", InstructorOut))
 def get_instructor(instructor_id: str) -> Response[str]:
     instructor = instructor_repository().get(caller(app).tenant, instructor_id)
     return respond(InstructorOut.from_domain(instructor))

@@ -7,14 +7,14 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import instructor_repository
-from learnflow.http import caller, make_app, query, respond
+from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.instructors import InstructorList, InstructorListQuery
 from learnflow.observability import logger
 
 app = make_app(permission="instructors:read", query=InstructorListQuery)
 
 
-@app.get("/instructors")
+@app.get("/instructors", responses=ok(200, "A page of instructors, newest first", InstructorList))
 def list_instructors() -> Response[str]:
     listing = instructor_repository().list(caller(app).tenant, query(app, InstructorListQuery))
     return respond(

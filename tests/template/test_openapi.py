@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -49,3 +50,29 @@ def test_served_without_a_key(load_event: Callable[..., dict[str, Any]]) -> None
     result = get_openapi.lambda_handler(event, Context())  # type: ignore[arg-type]
     assert result["statusCode"] == 200
     assert json.loads(result["body"])["openapi"] == "3.1.0"
+
+
+def test_every_reference_resolves() -> None:
+    text = openapi.OUTPUT.read_text()
+    schemas = json.loads(text)["components"]["schemas"]
+    referenced = set(re.findall(r'"#/components/schemas/([^"]+)"', text))
+    assert referenced <= set(schemas)
+
+
+def test_built_routes_describe_their_success_and_every_route_its_errors() -> None:
+    document = json.loads(openapi.OUTPUT.read_text())
+    for path, item in document["paths"].items():
+        for method, operation in item.items():
+            responses = operation["responses"]
+            assert "Request-Id" in responses["default"]["headers"], (method, path)
+            if path.startswith(("/courses", "/instructors")):
+                (success,) = [code for code in responses if code.startswith("2")]
+                assert success == ("201" if method == "post" else "200"), (method, path)
+                assert "X-RateLimit-Remaining" in responses[success]["headers"]
+
+
+def test_limit_bounds_use_openapi_keywords() -> None:
+    document = json.loads(openapi.OUTPUT.read_text())
+    parameters = document["paths"]["/courses"]["get"]["parameters"]
+    (limit,) = [parameter for parameter in parameters if parameter["name"] == "limit"]
+    assert (limit["schema"]["minimum"], limit["schema"]["maximum"]) == (1, 100)

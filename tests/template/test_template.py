@@ -836,3 +836,28 @@ def test_load_template_still_rejects_unknown_tags_and_leaves_safe_load_alone(
 def test_load_template_defaults_to_the_repository_template() -> None:
     assert DEFAULT_TEMPLATE_PATH == ROOT / "template.yaml"
     assert "Api" in load_template()["Resources"]
+
+
+# ---------------------------------------------------------------------------- custom domain
+
+
+def test_custom_domain_serves_the_contracts_base_url(transformed: dict[str, Any]) -> None:
+    resources = transformed["Resources"]
+    domain = resources["ApiDomain"]
+    mapping = resources["ApiBasePathMapping"]
+    assert domain["Type"] == "AWS::ApiGateway::DomainName"
+    assert domain["Condition"] == mapping["Condition"] == "HasCustomDomain"
+    assert domain["Properties"]["SecurityPolicy"] == "TLS_1_2"
+    assert domain["Properties"]["EndpointConfiguration"] == {"Types": ["REGIONAL"]}
+    assert mapping["Properties"]["BasePath"] == "v2"  # https://api.learnflow.com/v2/…
+    assert mapping["Properties"]["Stage"] == "v2"
+    assert "Apiv2Stage" in mapping["DependsOn"]
+    assert transformed["Outputs"]["CustomDomainUrl"]["Condition"] == "HasCustomDomain"
+
+
+def test_custom_domain_needs_both_a_name_and_a_certificate(template: dict[str, Any]) -> None:
+    condition = template["Conditions"]["HasCustomDomain"]["Fn::And"]
+    named = {json.dumps(part, sort_keys=True) for part in condition}
+    for parameter in ("DomainName", "CertificateArn"):
+        assert template["Parameters"][parameter]["Default"] == ""
+        assert json.dumps({"Fn::Not": [{"Fn::Equals": [{"Ref": parameter}, ""]}]}) in named

@@ -107,6 +107,11 @@ def error_response(error: errors.AppError, request_id: str) -> Response[str]:
     )
 
 
+def ok(status: int, description: str, model: type[BaseModel]) -> dict[int, Any]:
+    """A route's success response for its OpenAPI description: `@app.get(…, responses=ok(…))`."""
+    return {status: {"description": description, "content": {JSON: {"model": model}}}}
+
+
 def respond(value: BaseModel | Mapping[str, Any], status: int = 200) -> Response[str]:
     """A JSON response with exact decimals (handlers return this, not a bare model)."""
     body = value.model_dump(mode="python") if isinstance(value, BaseModel) else value

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, Any, Final, Literal
 
-from pydantic import StringConstraints, ValidationInfo, field_validator
+from pydantic import StringConstraints, ValidationInfo, WithJsonSchema, field_validator
 
 from learnflow import errors, money
 from learnflow.models.common import (
@@ -183,7 +183,8 @@ class CourseOut(OutputModel):
     category: str | None
     instructor: str | None
     instructor_id: str | None
-    price: Decimal
+    # An exact JSON number on the wire (learnflow.jsonio), whatever pydantic would say of Decimal
+    price: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [49.99]})]
     currency: str
     status: CourseStatus
     enrollment_count: int
