@@ -6,6 +6,7 @@ import base64
 import http.client
 import json
 import re
+import socket
 import stat
 import threading
 import time
@@ -15,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -212,6 +214,128 @@ def test_every_response_is_json_with_a_request_id(stack: Stack) -> None:
             assert _json(response)["error"]["request_id"] == response.headers["Request-Id"]
     assert len(ids) == len(responses)
     assert [response.status_code for response in responses] == [200, 404, 400, 401, 404, 200]
+
+
+def _raw(
+    stack: Stack, request: bytes, *, half_close: bool = False
+) -> tuple[http.client.HTTPResponse, bytes]:
+    """Send `request` byte for byte (no client to tidy it up) and read the response to it."""
+    address = urlsplit(stack.api)
+    with socket.create_connection((address.hostname or "", address.port or 80), 10) as sock:
+        sock.sendall(request)
+        if half_close:
+            sock.shutdown(socket.SHUT_WR)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response, response.read()
+
+
+def _raw_error(
+    stack: Stack, request: bytes, status: int, kind: str, *, half_close: bool = False
+) -> dict[str, Any]:
+    """The gateway's own error: the envelope with `request_id` equal to `Request-Id`, a console
+    line of its own, and the connection closed (its framing can no longer be trusted)."""
+    response, body = _raw(stack, request, half_close=half_close)
+    assert response.status == status, body
+    assert (response.getheader("Content-Type") or "").startswith("application/json")
+    assert response.getheader("Connection") == "close"
+    request_id = response.getheader("Request-Id") or ""
+    assert UUID.match(request_id)
+    error: dict[str, Any] = json.loads(body)["error"]
+    assert error["type"] == kind
+    assert error["request_id"] == request_id
+    line = stack.log_line(request_id)
+    assert f" {status} " in line
+    assert "(gateway)" in line
+    return error
+
+
+def _post_courses(stack: Stack, *headers: str) -> bytes:
+    lines = [
+        "POST /v2/courses HTTP/1.1",
+        "Host: 127.0.0.1",
+        f"Authorization: Bearer {stack.pro.keys['live']}",
+        "Content-Type: application/json",
+        *headers,
+    ]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+@pytest.mark.parametrize(
+    "headers",
+    [
+        ["Content-Length: abc"],
+        ["Content-Length: -1"],
+        ["Content-Length: 2", "Content-Length: 3"],
+    ],
+    ids=["not-a-number", "negative", "conflicting"],
+)
+def test_malformed_content_length_is_the_gateways_400_envelope(
+    stack: Stack, headers: list[str]
+) -> None:
+    _raw_error(stack, _post_courses(stack, *headers), 400, "invalid_request_error")
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"zz\r\n", b"2;ext\r\n{}XX0\r\n\r\n", b"5\r\n{}"],
+    ids=["size-not-hex", "data-without-crlf", "stops-short"],
+)
+def test_broken_chunked_body_is_the_gateways_400_envelope(stack: Stack, body: bytes) -> None:
+    request = _post_courses(stack, "Transfer-Encoding: chunked") + body
+    _raw_error(stack, request, 400, "invalid_request_error", half_close=True)
+
+
+def test_body_shorter_than_its_content_length_is_the_gateways_400_envelope(stack: Stack) -> None:
+    request = _post_courses(stack, "Content-Length: 10") + b"{}"
+    _raw_error(stack, request, 400, "invalid_request_error", half_close=True)
+
+
+def test_chunked_body_reaches_the_function_and_the_connection_stays_usable(stack: Stack) -> None:
+    host, port = urlsplit(stack.api).hostname or "", urlsplit(stack.api).port or 80
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    headers = {**stack.headers(stack.pro.keys["live"]), "Content-Type": "application/json"}
+    try:
+        # An iterable body without a length goes out chunked, here in two chunks.
+        connection.request("POST", "/v2/courses", body=iter([b"[", b"1]"]), headers=headers)
+        first = connection.getresponse()
+        error = json.loads(first.read())["error"]
+        assert first.status == 400
+        assert error["code"] == "invalid_json"
+        assert error["request_id"] == first.getheader("Request-Id")
+        connection.request("GET", "/v2/courses", headers=headers)
+        second = connection.getresponse()
+        assert second.status == 200
+        assert json.loads(second.read())["object"] == "list"
+    finally:
+        connection.close()
+
+
+_LINE = 65537  # one byte over http.server's line limit: the whole request is read
+
+
+@pytest.mark.parametrize(
+    ("request_bytes", "status"),
+    [
+        (b"NONSENSE\r\n", 400),
+        (b"GET /v2/courses HTTP/x.y\r\n", 400),
+        (b"GET /v2/courses HTTP/2.0\r\n", 400),
+        (b"GET /v2/courses\r\n\r\n", 400),
+        (b"GET /" + b"a" * (_LINE - len(b"GET /")), 414),
+        (b"GET /v2/courses HTTP/1.1\r\nX-Long: " + b"a" * (_LINE - len(b"X-Long: ")), 431),
+    ],
+    ids=["bad-line", "bad-version", "http2", "http09", "line-too-long", "header-too-long"],
+)
+def test_requests_http_cannot_parse_get_the_gateways_envelope(
+    stack: Stack, request_bytes: bytes, status: int
+) -> None:
+    _raw_error(stack, request_bytes, status, "invalid_request_error")
+
+
+def test_method_http_does_not_know_is_an_unknown_route(stack: Stack) -> None:
+    request = b"TRACE /v2/courses HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+    error = _raw_error(stack, request, 404, "invalid_request_error")
+    assert error["code"] == "route_not_found"
 
 
 def test_rate_limit_headers_count_each_request(stack: Stack) -> None:
@@ -866,6 +990,40 @@ def test_function_errors_and_malformed_responses_are_502(emulator: Emulator, mod
     _error(response, 502, "api_error", "gateway")
     # The next request is served (a crashed worker is replaced).
     assert requests.get(emulator.url + "/items/x", headers=ALLOW, timeout=10).ok
+
+
+class _BrokenRuntime:
+    """A worker pool that raises instead of reporting an Invocation: the emulator's own bug,
+    which no request can provoke on purpose (LambdaRuntime turns every failure it knows into
+    an error Invocation)."""
+
+    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> gw.Invocation:
+        raise RuntimeError(f"emulator bug invoking {name}")
+
+
+def test_emulator_failure_is_the_templates_5xx_with_a_request_id() -> None:
+    runtime = cast("gw.LambdaRuntime", _BrokenRuntime())
+    gateway = gw.Gateway(TEMPLATE, runtime, api_id="api123", region="us-east-1")
+    logged: list[gw.HttpResponse] = []
+    done = threading.Event()
+
+    def log(method: str, target: str, response: gw.HttpResponse, ms: float) -> None:
+        logged.append(response)
+        done.set()
+
+    server = gw.GatewayServer(("127.0.0.1", 0), log)
+    server.gateway = gateway
+    gw.serve_in_thread(server)
+    try:
+        # /open/{proxy+} needs no authorizer: the request goes straight to the function.
+        response = requests.get(f"http://127.0.0.1:{server.port}/v2/open/x", timeout=10)
+    finally:
+        server.shutdown()
+        server.server_close()
+    _error(response, 500, "api_error", "gateway")
+    assert done.wait(5)
+    assert logged[0].request_id == response.headers["Request-Id"]
+    assert any("RuntimeError" in note for note in logged[0].notes)  # the console shows the bug
 
 
 def test_decimal_in_a_response_is_serialised_as_lambda_does(emulator: Emulator) -> None:

@@ -383,3 +383,46 @@ def test_no_secret_is_stored_in_the_table(gateway: Gateway, table: Table) -> Non
         assert secret not in dump
         assert secret[8:] not in dump
         assert secret[8:24] not in dump
+
+
+USAGE_ERRORS = {
+    "permission-outside-choices": [
+        "keys", "create", "--account", "acct_x", "--mode", "test",
+        "--restricted", "--permission", "courses:admin",
+    ],
+    "mode-outside-choices": ["keys", "create", "--account", "acct_x", "--mode", "prod"],
+    "missing-required-option": ["accounts", "create", "--plan", "pro"],
+    "unknown-option": ["keys", "list", "--account", "acct_x", "--colour"],
+    "limit-not-a-number": ["accounts", "create", "--name", "A", "--plan", "pro", "--limit", "x"],
+    "unknown-command": ["keys", "rotate"],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_usage_error_with_json_is_one_json_error_object_on_stdout(
+    table: Table, args: list[str]
+) -> None:
+    result = run(*args, "--json")
+    assert result.exit_code == 2
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1
+    error = json.loads(lines[0])["error"]
+    assert error["type"] == "usage_error"
+    assert isinstance(error["message"], str)
+    assert error["message"]
+    assert result.stderr.startswith("Usage: ")  # click's own text stays on standard error
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize("args", USAGE_ERRORS.values(), ids=USAGE_ERRORS.keys())
+def test_usage_error_without_json_is_clicks_usage_text_only(table: Table, args: list[str]) -> None:
+    result = run(*args)
+    assert result.exit_code == 2
+    assert result.stdout == ""
+    assert result.stderr.startswith("Usage: ")
+
+
+def test_json_after_a_double_dash_is_an_argument_not_the_flag(table: Table) -> None:
+    result = run("keys", "revoke", "--", "--json", "--json")
+    assert result.exit_code == 2
+    assert result.stdout == ""

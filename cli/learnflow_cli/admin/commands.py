@@ -6,10 +6,10 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
+from typing import IO, TYPE_CHECKING, Any, NoReturn, ParamSpec, TypeVar
 
 import boto3
 import click
@@ -51,6 +51,58 @@ class CommandError(click.ClickException):
         if self.as_json:
             click.echo(json.dumps({"error": {"message": self.message}}))
         super().show(file)
+
+
+class JsonUsageError(click.UsageError):
+    """A usage error (unknown option, bad or missing value, unknown command) of a run with
+    --json: click's usage text on standard error as ever, and one JSON object on stdout."""
+
+    def __init__(self, error: click.UsageError) -> None:
+        super().__init__(error.format_message(), error.ctx)
+        self._error = error
+
+    def show(self, file: IO[Any] | None = None) -> None:
+        click.echo(json.dumps({"error": {"message": self.message, "type": "usage_error"}}))
+        self._error.show(file)
+
+
+def _wants_json(args: Sequence[str]) -> bool:
+    """--json among a command line's options (`--` ends them)."""
+    options = args[: list(args).index("--")] if "--" in args else args
+    return "--json" in options
+
+
+@contextmanager
+def _usage_errors(as_json: bool) -> Iterator[None]:
+    try:
+        yield
+    except JsonUsageError:
+        raise
+    except click.UsageError as error:
+        if not as_json:
+            raise
+        raise JsonUsageError(error) from None
+
+
+class AdminGroup(click.Group):
+    """`accounts` and `keys`: with --json anywhere on the command line, a usage error of the
+    group or of its commands is one JSON object on stdout too (CONTRACT §8). Parsing happens
+    before any command sees its own --json flag, hence here: the group's arguments are parsed
+    in `make_context`, its command is looked up and its arguments parsed in `invoke`."""
+
+    def make_context(
+        self,
+        info_name: str | None,
+        args: list[str],
+        parent: click.Context | None = None,
+        **extra: Any,
+    ) -> click.Context:
+        with _usage_errors(_wants_json(args)):  # before parsing, which consumes `args`
+            return super().make_context(info_name, args, parent, **extra)
+
+    def invoke(self, ctx: click.Context) -> Any:
+        with _usage_errors(_wants_json(ctx.args)):  # the command's arguments, before it runs
+            return super().invoke(ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,7 +230,7 @@ def _setup_logging() -> None:
 # --------------------------------------------------------------------------- accounts
 
 
-@click.group()
+@click.group(cls=AdminGroup)
 def accounts() -> None:
     """Create accounts (each gets its API Gateway key in its plan's usage plan)."""
     _setup_logging()
@@ -232,7 +284,7 @@ def create_account(
 # --------------------------------------------------------------------------- keys
 
 
-@click.group()
+@click.group(cls=AdminGroup)
 def keys() -> None:
     """Create, list, revoke and roll API keys."""
     _setup_logging()

@@ -725,20 +725,8 @@ class Gateway:
     # --- one request ---
 
     def handle(self, request: HttpRequest) -> HttpResponse:
-        now = time.time()
-        request_id = str(uuid.uuid4())
+        context = self._context(request)
         path, _, query = request.target.partition("?")
-        context: dict[str, str] = {
-            "requestId": request_id,
-            "extendedRequestId": _extended_id(),
-            "apiId": self.api_id,
-            "stage": self.stage,
-            "httpMethod": request.method,
-            "path": path,
-            "identity.sourceIp": request.source_ip,
-            "requestTime": _request_time(now),
-            "requestTimeEpoch": str(int(now * 1000)),
-        }
         if len(request.body) > MAX_BODY_BYTES:
             return self._gateway_response("REQUEST_TOO_LARGE", 413, context)
         prefix = f"/{self.stage}"
@@ -793,6 +781,32 @@ class Gateway:
         if result.init_ms is not None:
             response.notes.append(f"cold start {result.init_ms:.0f} ms")
         return response
+
+    def refuse(
+        self, request: HttpRequest, response_type: str, status: int, note: str | None = None
+    ) -> HttpResponse:
+        """The gateway's own answer to a request that goes no further (malformed HTTP, the
+        emulator's own failure): a fresh request id and the template's gateway response for
+        `response_type`, else DEFAULT_4XX/5XX, rendered like every other gateway response."""
+        response = self._gateway_response(response_type, status, self._context(request))
+        if note:
+            response.notes.append(note)
+        return response
+
+    def _context(self, request: HttpRequest) -> dict[str, str]:
+        """The `$context` of one request: what gateway responses and proxy events are built on."""
+        now = time.time()
+        return {
+            "requestId": str(uuid.uuid4()),
+            "extendedRequestId": _extended_id(),
+            "apiId": self.api_id,
+            "stage": self.stage,
+            "httpMethod": request.method,
+            "path": request.target.partition("?")[0],
+            "identity.sourceIp": request.source_ip,
+            "requestTime": _request_time(now),
+            "requestTimeEpoch": str(int(now * 1000)),
+        }
 
     def _match(self, resource_path: str) -> tuple[_Resource, dict[str, str]] | None:
         parts = resource_path.strip("/").split("/") if resource_path.strip("/") else []
@@ -1064,6 +1078,7 @@ _GATEWAY_MESSAGES = {
     "INVALID_API_KEY": "Forbidden",
     "REQUEST_TOO_LARGE": "Request Too Long",
     "AUTHORIZER_CONFIGURATION_ERROR": "Internal server error",
+    "DEFAULT_4XX": "Bad Request",
     "DEFAULT_5XX": "Internal server error",
 }
 
@@ -1123,6 +1138,12 @@ def _request_time(now: float) -> str:
 
 # ------------------------------------------------------------------------- HTTP
 
+_DIGITS = re.compile(r"[0-9]+")
+_HEX = re.compile(rb"[0-9A-Fa-f]+")
+_LINE_LIMIT = 65537  # http.server's own limit on the request line
+_MAX_TRAILERS = 100  # http.client's limit on header lines
+_READ_BYTES = 64 * 1024
+
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
@@ -1132,56 +1153,129 @@ class _Handler(BaseHTTPRequestHandler):
 
     def _serve(self) -> None:
         started = time.perf_counter()
-        length = self.headers.get("Content-Length")
-        chunked = "chunked" in (self.headers.get("Transfer-Encoding") or "").lower()
-        try:
-            body = self._read_chunked() if chunked else self.rfile.read(int(length or 0))
-        except (ValueError, OSError):
-            self.send_error(HTTPStatus.BAD_REQUEST)
+        if self.request_version == "HTTP/0.9":  # API Gateway speaks HTTP/1.x only
+            self.send_error(HTTPStatus.BAD_REQUEST, "HTTP/0.9 is not supported")
             return
-        request = HttpRequest(
-            method=self.command,
-            target=self.path,
-            headers=list(self.headers.items()),
+        try:
+            body = self._read_body()
+        except (ValueError, OSError) as error:
+            # The connection is out of step with the client: answer, then close it.
+            self.close_connection = True
+            note = f"malformed request: {error}"
+            refusal = self.server.gateway.refuse(self._request(b""), "DEFAULT_4XX", 400, note)
+            self._respond(refusal, started)
+            return
+        request = self._request(body)
+        try:
+            response = self.server.gateway.handle(request)
+        except Exception as error:  # the emulator's own bug: still the template's 500
+            note = f"gateway error: {''.join(traceback.format_exception(error))}"
+            response = self.server.gateway.refuse(request, "DEFAULT_5XX", 500, note)
+        self._respond(response, started)
+
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """What http.server answers by itself (request line too long, bad request line or
+        version, headers too large, a method it has no do_ for), as the gateway's own response
+        from the template rather than an HTML page."""
+        started = time.perf_counter()
+        self.close_connection = True
+        # Until a request line parses, http.server takes it for HTTP/0.9 and would answer
+        # without a status line or headers: answer in HTTP/1.1, with the Request-Id.
+        self.request_version = self.protocol_version
+        if code == HTTPStatus.NOT_IMPLEMENTED:
+            # A method outside GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS is an unknown
+            # method, which API Gateway answers as an unknown route (CONTRACT §1).
+            response_type, status = "MISSING_AUTHENTICATION_TOKEN", 403
+        else:
+            # The rest are the client's request (its HTTP version too: 505 stands for HTTP/2
+            # and later), so a 4xx, never the "safe to retry" 5xx.
+            response_type, status = "DEFAULT_4XX", code if 400 <= code < 500 else 400
+        # Headers may be a previous request's on this connection: send none to the gateway.
+        request = self._request(b"", with_headers=False)
+        note = f"malformed request: {message or HTTPStatus(code).phrase}"
+        self._respond(self.server.gateway.refuse(request, response_type, status, note), started)
+
+    def _request(self, body: bytes, *, with_headers: bool = True) -> HttpRequest:
+        return HttpRequest(
+            method=self.command or "",
+            target=self._target(),
+            headers=list(self.headers.items()) if with_headers else [],
             body=body,
             source_ip=self.client_address[0],
             protocol=self.request_version,
         )
-        try:
-            response = self.server.gateway.handle(request)
-        except Exception as error:  # the emulator's own bug: still a JSON 500
-            response = HttpResponse(
-                500,
-                [("Content-Type", JSON_TYPE)],
-                json.dumps({"message": "Internal server error"}).encode(),
-                notes=[f"gateway error: {''.join(traceback.format_exception(error))}"],
-            )
+
+    def _target(self) -> str:
+        # http.server sets `path` together with `command`; without a command (a request line
+        # it could not parse) `path` is unset or left from the connection's previous request.
+        return self.path if self.command else ""
+
+    def _respond(self, response: HttpResponse, started: float) -> None:
         self.send_response_only(response.status)
         for name, value in response.headers:
             if name.lower() not in ("content-length", "connection", "transfer-encoding"):
                 self.send_header(name, value)
         self.send_header("Content-Length", str(len(response.body)))
         self.send_header("Date", self.date_time_string())
+        if self.close_connection:
+            self.send_header("Connection", "close")
         self.end_headers()
         if self.command != "HEAD":
             self.wfile.write(response.body)
-        self.server.log_request(self.command, self.path, response, _since(started))
+        method, target = self.command or "-", self._target() or "-"
+        self.server.log_request(method, target, response, _since(started))
+
+    def _read_body(self) -> bytes:
+        """The body as Transfer-Encoding: chunked or Content-Length frame it. One past
+        MAX_BODY_BYTES is read to its end but kept only a little over the limit, enough for the
+        gateway's 413; ValueError when the framing is broken or the body stops short."""
+        if "chunked" in (self.headers.get("Transfer-Encoding") or "").lower():
+            return self._read_chunked()
+        lengths = {value.strip() for value in self.headers.get_all("Content-Length") or []}
+        if not lengths:
+            return b""
+        length = lengths.pop()
+        if lengths or not _DIGITS.fullmatch(length):
+            raise ValueError("invalid Content-Length")
+        chunks: list[bytes] = []
+        self._read_into(chunks, int(length), 0)
+        return b"".join(chunks)
 
     def _read_chunked(self) -> bytes:
         chunks: list[bytes] = []
         total = 0
-        while True:
-            size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-            if size == 0:
-                self.rfile.readline()
+        while True:  # each pass reads a chunk; a client that stops short ends it with ValueError
+            line = self.rfile.readline(_LINE_LIMIT)
+            size = line.split(b";")[0].strip()
+            if not line.endswith(b"\n") or not _HEX.fullmatch(size):
+                raise ValueError("invalid chunk size line")
+            if int(size, 16) == 0:
+                break
+            total = self._read_into(chunks, int(size, 16), total)
+            if self.rfile.readline(_LINE_LIMIT) not in (b"\r\n", b"\n"):
+                raise ValueError("chunk data not followed by CRLF")
+        for _ in range(_MAX_TRAILERS):
+            trailer = self.rfile.readline(_LINE_LIMIT)
+            if trailer in (b"\r\n", b"\n"):
                 return b"".join(chunks)
-            total += size
-            if total > MAX_BODY_BYTES + 1:
-                raise ValueError("body too large")
-            chunks.append(self.rfile.read(size))
-            self.rfile.readline()
+            if not trailer.endswith(b"\n"):
+                raise ValueError("invalid chunked trailer")
+        raise ValueError("too many chunked trailers")
 
-    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = do_HEAD = do_OPTIONS = _serve  # noqa: N815
+    def _read_into(self, chunks: list[bytes], size: int, total: int) -> int:
+        """Read `size` more bytes of a body of `total` so far, in pieces (a declared length
+        is never allocated at once), keeping them while within MAX_BODY_BYTES."""
+        while size > 0:
+            data = self.rfile.read(min(size, _READ_BYTES))
+            if not data:
+                raise ValueError("body shorter than declared")
+            if total <= MAX_BODY_BYTES:
+                chunks.append(data)
+            size -= len(data)
+            total += len(data)
+        return total
 
     def log_message(self, format: str, *args: Any) -> None:
         return  # one line per request comes from GatewayServer.log_request instead
