@@ -4,7 +4,6 @@ two catalogue sizes, each beside a baseline taken in the same run."""
 from __future__ import annotations
 
 import json
-from collections import Counter
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,6 +19,7 @@ from learnflow.models.courses import Course
 from learnflow.tenancy import Tenant
 from learnflow_cli.admin.service import Admin
 from learnflow_cli.template import load_template, table_definition
+from tests.support.dynamo_calls import count_dynamo_calls
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -140,24 +140,9 @@ def request_pipeline() -> None:
     report("One request through the shared layer", timings, "GetItem of the course (baseline)")
 
 
-class _ItemsRead:
-    """Items read through the table's client while installed (a botocore after-call hook)."""
-
-    def __init__(self, table: Table) -> None:
-        self.items: Counter[str] = Counter()
-        table.meta.client.meta.events.register("after-call.dynamodb", self._count)
-
-    def _count(self, http_response: Any, parsed: dict[str, Any], model: Any, **_: Any) -> None:
-        if "Items" in parsed:
-            self.items[model.name] += len(parsed["Items"])
-        elif "Item" in parsed:
-            self.items[model.name] += 1
-
-
 def list_courses() -> None:
     from functions.courses import list_courses as handler_module  # noqa: PLC0415
 
-    counter = _ItemsRead(_table())
     timings: list[Timing] = []
     reads: list[tuple[str, int]] = []
     for size in (100, 10_000):
@@ -179,9 +164,9 @@ def list_courses() -> None:
                 result = handler_module.lambda_handler(event, Context())  # type: ignore[arg-type]
                 assert result["statusCode"] == 200
 
-            counter.items.clear()
-            call()
-            reads.append((f"{size:>6} courses, {label}", sum(counter.items.values())))
+            with count_dynamo_calls(_table().meta.client) as calls:
+                call()
+            reads.append((f"{size:>6} courses, {label}", calls.items_read))
             timings.append(measure(f"{size:>6} courses, {label}", call, runs=60))
     report("GET /courses at two catalogue sizes", timings, "   100 courses, limit 10")
     print(
