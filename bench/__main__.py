@@ -7,7 +7,6 @@ measured in the same run are the figures to compare.
 from __future__ import annotations
 
 import os
-import sys
 
 
 def _environment() -> None:
@@ -28,7 +27,6 @@ def _environment() -> None:
 
 def main() -> None:
     _environment()
-    sys.path[:0] = ["layers/shared", "cli", "."]
     from moto import mock_aws  # noqa: PLC0415 - after the environment is set
 
     from bench.scenarios import (  # noqa: PLC0415

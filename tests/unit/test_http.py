@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import pytest
 from aws_lambda_powertools.event_handler import Response
+from botocore.exceptions import ClientError, ReadTimeoutError
 from pydantic import BaseModel, ConfigDict, Field
 
 from learnflow import errors
@@ -80,6 +81,17 @@ def _build(permission: str = "courses:write", allow: int = 1000) -> Harness:
         calls.append(caller(app).tenant.account_id)
         if body.title == "boom":
             raise RuntimeError("secret internals: table arn:aws:dynamodb:…")
+        if body.title == "throttled":
+            raise ClientError(
+                {"Error": {"Code": "ProvisionedThroughputExceededException", "Message": "slow"}},
+                "Query",
+            )
+        if body.title == "timeout":
+            raise ReadTimeoutError(endpoint_url="https://dynamodb.us-east-1.amazonaws.com")
+        if body.title == "denied":
+            raise ClientError(
+                {"Error": {"Code": "AccessDeniedException", "Message": "no"}}, "Query"
+            )
         if body.title == "taken":
             raise errors.ConflictError("Taken.", code="email_taken")
         return respond(
@@ -347,3 +359,22 @@ def test_unknown_route_inside_a_function_is_route_not_found(load_event: LoadEven
     status, _, body = _call(harness.app, event)
     assert status == 404
     assert body["error"]["code"] == "route_not_found"
+
+
+@pytest.mark.parametrize(
+    ("title", "status", "code"),
+    [
+        ("throttled", 503, "service_unavailable"),
+        ("timeout", 503, "service_unavailable"),
+        ("denied", 500, "api_error"),
+    ],
+)
+def test_aws_try_again_answers_are_503_and_other_faults_500(
+    load_event: LoadEvent, title: str, status: int, code: str
+) -> None:
+    harness = _build()
+    event = load_event("create_course", body={"title": title, "price": 1})
+    got, headers, body = _call(harness.app, event)
+    assert (got, body["error"]["type"], body["error"]["code"]) == (status, "api_error", code)
+    assert "dynamodb" not in json.dumps(body).lower()
+    assert headers["Request-Id"] == body["error"]["request_id"]

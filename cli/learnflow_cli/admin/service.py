@@ -32,8 +32,10 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_NAME_LENGTH = 200
-# API Gateway's default account-level throttle is 10,000 requests a second.
-MAX_ENTERPRISE_LIMIT = 600_000
+# Each tenant-minute's count is one DynamoDB item (learnflow.ratelimit), and one item takes at most
+# ~1,000 writes a second: 60,000 a minute is the most a single window can count. Beyond it the
+# counter would need sharding (RL#…#<window>#<n>).
+MAX_ENTERPRISE_LIMIT = 60_000
 # A rolled key may stay usable for at most 30 days (Stripe allows 7; operators may need longer).
 MAX_EXPIRE_OLD_IN = 30 * 24 * 3600
 

@@ -18,13 +18,15 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import DynamoDBServiceResource, Table
     from mypy_boto3_sesv2.client import SESV2Client
 
-# boto3's default session is not thread-safe when clients are created concurrently (the local
-# stack serves requests on threads), so every factory builds through its own session under a lock.
+# boto3's sessions are not thread-safe when clients are created concurrently (tests and tools
+# call handlers from threads), so clients are built from one session under a lock.
 _lock = threading.Lock()
+# DynamoDB answers in milliseconds: short timeouts let the standard retries (3 attempts) finish
+# well inside the functions' 10 s timeout instead of being cut off by it mid-retry.
 _BOTO_CONFIG = Config(
     retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=2,
-    read_timeout=5,
+    connect_timeout=1,
+    read_timeout=2,
 )
 
 

@@ -18,6 +18,12 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.exceptions import NotFoundError as PowertoolsNotFound
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import (
+    ClientError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    ReadTimeoutError,
+)
 from pydantic import BaseModel, ValidationError
 
 from learnflow import errors, permissions
@@ -164,9 +170,9 @@ class App(APIGatewayRestResolver):
             self._parse_body(event)
         except errors.AppError as error:
             return _with_headers(_proxy_response(error, request_id), extra_headers, request_id)
-        except Exception:
+        except Exception as error:
             logger.exception("request pipeline failed")
-            failure = _proxy_response(_internal_error(), request_id)
+            failure = _proxy_response(_fault(error), request_id)
             return _with_headers(failure, extra_headers, request_id)
         else:
             return _with_headers(super().resolve(event, context), extra_headers, request_id)
@@ -221,9 +227,9 @@ class App(APIGatewayRestResolver):
         )
         return error_response(error, self._request_id())
 
-    def _unexpected(self, _: Exception) -> Response[str]:
+    def _unexpected(self, error: Exception) -> Response[str]:
         logger.exception("unhandled error")
-        return error_response(_internal_error(), self._request_id())
+        return error_response(_fault(error), self._request_id())
 
     def _request_id(self) -> str:
         return str(self.current_event.request_context.request_id or "")
@@ -250,6 +256,30 @@ def _with_headers(result: dict[str, Any], extra: dict[str, str], request_id: str
     else:
         result["headers"] = {**(result.get("headers") or {}), **extra}
     return result
+
+
+# AWS's own "try again" answers, by error code (never by message text): the request did no
+# harm and may be retried as it is, so they are 503 service_unavailable rather than a 500.
+_UNAVAILABLE_CODES = frozenset(
+    {
+        "ProvisionedThroughputExceededException",
+        "ThrottlingException",
+        "RequestLimitExceeded",
+        "InternalServerError",
+        "ServiceUnavailable",
+    }
+)
+_UNAVAILABLE_ERRORS = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError)
+
+
+def _fault(error: Exception) -> errors.AppError:
+    """The envelope for an error no handler expected: 503 when AWS says try again, else 500."""
+    code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
+    if code in _UNAVAILABLE_CODES or isinstance(error, _UNAVAILABLE_ERRORS):
+        return errors.ServiceUnavailableError(
+            "The service is briefly unavailable. Please retry.", code="service_unavailable"
+        )
+    return _internal_error()
 
 
 def _internal_error() -> errors.ApiError:
