@@ -1,9 +1,10 @@
-"""DynamoDB stream → the welcome e-mail of each new active enrollment that asked for one.
+"""DynamoDB stream → the welcome e-mail of each new active enrollment that asked for one."""
 
-The event source's filter passes only INSERTs of enrollments with `status` active and
-`welcome_email` requested; each record's failure is reported on its own (ReportBatchItemFailures)
-so one bad record never resends the others' mail, and exhausted retries land in the DLQ.
-"""
+# The event source's filter passes only INSERTs of active enrollments with `welcome_email`
+# requested. Failures are reported per record (ReportBatchItemFailures), but Lambda then resumes
+# from the lowest failed sequence number, so records after it come again, and stream delivery is
+# at-least-once anyway: `welcome` claims each enrollment's mail so a redelivery does not resend.
+# Exhausted retries land in the DLQ.
 
 from typing import Any
 
@@ -17,40 +18,21 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow import clients
-from learnflow.config import get_settings
-from learnflow.notifications import MissingRecipientError, compose, load_recipient, send
+from learnflow.notifications import welcome
 from learnflow.observability import logger
-from learnflow.tenancy import Tenant
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
 
-def welcome(record: DynamoDBRecord) -> None:
+def record_handler(record: DynamoDBRecord, lambda_context: LambdaContext) -> None:
     image = record.dynamodb.new_image if record.dynamodb else {}
-    if image.get("type") != "enrollment" or image.get("welcome_email") != "requested":
-        return  # the filter should have dropped it; never mail what was not asked for
-    tenant = Tenant(account_id=str(image["account_id"]), mode=image["mode"])
-    settings = get_settings()
-    try:
-        student, course = load_recipient(
-            clients.dynamodb(),
-            settings.require_table(),
-            tenant,
-            str(image["student_id"]),
-            str(image["course_id"]),
-        )
-    except MissingRecipientError:
-        logger.warning("welcome e-mail skipped: recipient gone", enrollment_id=image.get("id"))
-        return
-    message_id = send(clients.ses(), settings.sender_email, compose(student, course))
-    logger.info("welcome e-mail sent", enrollment_id=image.get("id"), message_id=message_id)
+    welcome(image, lease_seconds=lambda_context.get_remaining_time_in_millis() / 1000)
 
 
 @logger.inject_lambda_context
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(
-            event=event, record_handler=welcome, processor=processor, context=context
+            event=event, record_handler=record_handler, processor=processor, context=context
         )
     )

@@ -4,15 +4,20 @@ from __future__ import annotations
 
 import copy
 import importlib
+import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
+from botocore.exceptions import ClientError
 from moto.core.models import DEFAULT_ACCOUNT_ID
 from moto.ses.models import ses_backends
 
+from learnflow import clients
 from learnflow.db import keys
+from learnflow.notifications import RecipientUnavailableError, WelcomeInProgressError
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
@@ -20,6 +25,7 @@ if TYPE_CHECKING:
 
 SENDER = "no-reply@learnflow.com"
 LoadEvent = Callable[..., dict[str, Any]]
+Handler = Callable[..., dict[str, Any]]
 
 
 class Context:
@@ -28,29 +34,57 @@ class Context:
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:welcome"
     aws_request_id = "ctx-1"
 
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
+
 
 def _sent() -> list[Any]:
     return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
 
 
+def _recipients() -> list[str]:
+    return sorted(to for message in _sent() for to in message.destinations["ToAddresses"])
+
+
 @pytest.fixture
-def handler(table: Table, monkeypatch: pytest.MonkeyPatch) -> Callable[..., dict[str, Any]]:
+def handler(table: Table, monkeypatch: pytest.MonkeyPatch) -> Handler:
     monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", SENDER)
     module = importlib.import_module("functions.notifications.send_welcome_email")
     return module.lambda_handler  # type: ignore[no-any-return]
 
 
-def _seed(table: Table, event: dict[str, Any]) -> None:
-    image = event["Records"][0]["dynamodb"]["NewImage"]
-    tenant = Tenant(image["account_id"]["S"], image["mode"]["S"])
-    table.put_item(
-        Item={
-            **keys.item(tenant, keys.STUDENT, image["student_id"]["S"]),
-            "type": "student",
-            "email": "ada@example.com",
-            "name": "Ada",
-        }
-    )
+@pytest.fixture
+def verified_sender(table: Table) -> None:
+    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
+
+
+def _image(record: dict[str, Any]) -> dict[str, Any]:
+    image: dict[str, Any] = record["dynamodb"]["NewImage"]
+    return image
+
+
+def _tenant(record: dict[str, Any]) -> Tenant:
+    image = _image(record)
+    return Tenant(image["account_id"]["S"], image["mode"]["S"])
+
+
+def _seed(
+    table: Table,
+    record: dict[str, Any],
+    email: str = "ada@example.com",
+    *,
+    student: bool = True,
+) -> None:
+    image, tenant = _image(record), _tenant(record)
+    if student:
+        table.put_item(
+            Item={
+                **keys.item(tenant, keys.STUDENT, image["student_id"]["S"]),
+                "type": "student",
+                "email": email,
+                "name": "Ada",
+            }
+        )
     table.put_item(
         Item={
             **keys.item(tenant, keys.COURSE, image["course_id"]["S"]),
@@ -60,50 +94,239 @@ def _seed(table: Table, event: dict[str, Any]) -> None:
     )
 
 
+def _claim_key(record: dict[str, Any]) -> keys.Key:
+    return keys.welcome_email(_tenant(record), _image(record)["id"]["S"])
+
+
+def _claim(table: Table, record: dict[str, Any]) -> dict[str, Any] | None:
+    item = table.get_item(Key=_claim_key(record), ConsistentRead=True).get("Item")
+    return dict(item) if item is not None else None
+
+
+def _another_enrollment(record: dict[str, Any], n: int) -> dict[str, Any]:
+    """A copy of `record` for another enrollment by another student, later in the shard."""
+    other = copy.deepcopy(record)
+    image = _image(other)
+    enrollment_id = f"enr_0UmrkCOW3J3mjSOMavUzkv{n:02d}"
+    image["id"] = image["SK"] = {"S": enrollment_id}
+    image["student_id"] = {"S": f"stu_0UmgIFkGPpigTso0PRnaYG{n:02d}"}
+    other["dynamodb"]["Keys"]["SK"] = {"S": enrollment_id}
+    other["dynamodb"]["SequenceNumber"] = str(int(record["dynamodb"]["SequenceNumber"]) + n)
+    return other
+
+
+def _failures(result: dict[str, Any]) -> list[str]:
+    return [failure["itemIdentifier"] for failure in result["batchItemFailures"]]
+
+
+def _whole_batch_error(handler: Handler, event: dict[str, Any]) -> BaseException | None:
+    """A batch whose every record failed raises (Lambda retries it whole): the record's error."""
+    with pytest.raises(BatchProcessingError) as raised:
+        handler(event, Context())
+    ((_, error, _),) = raised.value.child_exceptions
+    return error
+
+
+def _sequence(record: dict[str, Any]) -> str:
+    return str(record["dynamodb"]["SequenceNumber"])
+
+
 def test_sends_one_welcome_email(
-    table: Table, handler: Callable[..., dict[str, Any]], load_event: LoadEvent
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
     event = load_event("stream_enrollment_insert")
-    _seed(table, event)
+    _seed(table, event["Records"][0])
     result = handler(event, Context())
     assert result == {"batchItemFailures": []}
     (message,) = _sent()
     assert message.destinations["ToAddresses"] == ["ada@example.com"]
     assert message.source == SENDER
     assert "Intro to Python" in message.subject
+    claim = _claim(table, event["Records"][0])
+    assert claim is not None
+    assert (claim["type"], claim["status"], claim["message_id"]) == (
+        "welcome_email",
+        "sent",
+        message.id,
+    )
+    assert claim["expires_at"] > time.time() + 6 * 24 * 3600
 
 
 def test_a_record_that_did_not_ask_sends_nothing(
-    table: Table, handler: Callable[..., dict[str, Any]], load_event: LoadEvent
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
     event = load_event("stream_enrollment_insert")
-    _seed(table, event)
-    event["Records"][0]["dynamodb"]["NewImage"]["welcome_email"] = {"S": "not_requested"}
+    _seed(table, event["Records"][0])
+    _image(event["Records"][0])["welcome_email"] = {"S": "not_requested"}
     assert handler(event, Context()) == {"batchItemFailures": []}
     assert _sent() == []
+    assert _claim(table, event["Records"][0]) is None
+
+
+def test_the_same_record_delivered_twice_sends_one_email(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    _seed(table, event["Records"][0])
+    assert handler(event, Context()) == {"batchItemFailures": []}
+    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
+    assert _recipients() == ["ada@example.com"]
+
+
+def test_redelivered_batch_after_a_failed_record_mails_each_student_once(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    first = event["Records"][0]
+    second, third = _another_enrollment(first, 2), _another_enrollment(first, 3)
+    event["Records"] += [second, third]
+    for record, email in ((first, "ada@"), (second, "bob@"), (third, "cy@")):
+        _seed(table, record, f"{email}example.com")
+    # SES (the outer edge) throttles bob's mail once.
+    refusals = ["bob@example.com"]
+
+    def throttle(params: dict[str, Any], **_: Any) -> None:
+        if params["Destination"]["ToAddresses"][0] in refusals:
+            refusals.clear()
+            raise ClientError(
+                {"Error": {"Code": "TooManyRequestsException", "Message": "slow down"}},
+                "SendEmail",
+            )
+
+    clients.ses().meta.events.register("before-parameter-build.sesv2.SendEmail", throttle)
+
+    assert _failures(handler(event, Context())) == [_sequence(second)]
+    assert _recipients() == ["ada@example.com", "cy@example.com"]
+    # Lambda resumes from the failed record; delivering the whole batch again is the harder case.
+    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
+    assert _recipients() == ["ada@example.com", "bob@example.com", "cy@example.com"]
 
 
 def test_failed_send_is_reported_for_that_record_only(
-    table: Table, handler: Callable[..., dict[str, Any]], load_event: LoadEvent
+    table: Table, handler: Handler, load_event: LoadEvent
 ) -> None:
     # No verified sender identity: SES refuses, the record is reported for a retry.
     event = load_event("stream_enrollment_insert")
-    _seed(table, event)
+    _seed(table, event["Records"][0])
     second = copy.deepcopy(event["Records"][0])
     second["dynamodb"]["SequenceNumber"] = "999"
-    second["dynamodb"]["NewImage"]["welcome_email"] = {"S": "not_requested"}
+    _image(second)["welcome_email"] = {"S": "not_requested"}
     event["Records"].append(second)
     result = handler(event, Context())
-    first_sequence = event["Records"][0]["dynamodb"]["SequenceNumber"]
-    assert result == {"batchItemFailures": [{"itemIdentifier": first_sequence}]}
+    assert _failures(result) == [_sequence(event["Records"][0])]
+
+
+def test_failed_send_releases_the_claim_so_the_retry_sends(
+    table: Table, handler: Handler, load_event: LoadEvent
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    record = event["Records"][0]
+    _seed(table, record)
+    error = _whole_batch_error(handler, event)
+    assert isinstance(error, ClientError)
+    assert error.response["Error"]["Code"] == "MessageRejected"
+    assert _claim(table, record) is None
+
+    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
+    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
+    assert _recipients() == ["ada@example.com"]
+    claim = _claim(table, record)
+    assert claim is not None
+    assert claim["status"] == "sent"
+
+
+def _leave_keys_unprocessed(times: int) -> None:
+    """DynamoDB (the outer edge) hands back every key of the next `times` BatchGetItems unread:
+    moto answers, and the parsed answer is rewritten the way a throttled table answers."""
+    table_name = clients.table().name
+    remaining = [times]
+
+    def unprocess(parsed: dict[str, Any], **_: Any) -> None:
+        if remaining[0] <= 0:
+            return
+        remaining[0] -= 1
+        items = parsed.get("Responses", {}).get(table_name, [])
+        parsed["Responses"] = {table_name: []}
+        parsed["UnprocessedKeys"] = {
+            table_name: {"Keys": [{k: item[k] for k in (keys.PK, keys.SK)} for item in items]}
+        }
+
+    clients.dynamodb().meta.client.meta.events.register(
+        "after-call.dynamodb.BatchGetItem", unprocess
+    )
+
+
+def test_unprocessed_keys_fail_the_record_instead_of_skipping_it(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    record = event["Records"][0]
+    _seed(table, record)
+    _leave_keys_unprocessed(times=100)
+    assert isinstance(_whole_batch_error(handler, event), RecipientUnavailableError)
+    assert _sent() == []
+    assert _claim(table, record) is None
+
+
+def test_unprocessed_keys_are_asked_for_again(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    _seed(table, event["Records"][0])
+    _leave_keys_unprocessed(times=1)
+    assert handler(event, Context()) == {"batchItemFailures": []}
+    assert _recipients() == ["ada@example.com"]
+
+
+def _put_sending_claim(table: Table, record: dict[str, Any], *, lease_until: int) -> None:
+    now = int(time.time())
+    table.put_item(
+        Item={
+            **_claim_key(record),
+            "type": "welcome_email",
+            "status": "sending",
+            "claim_token": "other-invocation",
+            "claimed_at": now - 600,
+            "lease_until": lease_until,
+            "expires_at": now + 7 * 24 * 3600,
+        }
+    )
+
+
+def test_stale_sending_claim_is_taken_over_and_sent(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    record = event["Records"][0]
+    _seed(table, record)
+    _put_sending_claim(table, record, lease_until=int(time.time()) - 60)
+    assert handler(event, Context()) == {"batchItemFailures": []}
+    (message,) = _sent()
+    claim = _claim(table, record)
+    assert claim is not None
+    assert (claim["status"], claim["message_id"]) == ("sent", message.id)
+    assert claim["claim_token"] != "other-invocation"
+
+
+def test_live_sending_claim_fails_the_record_without_sending(
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
+) -> None:
+    event = load_event("stream_enrollment_insert")
+    record = event["Records"][0]
+    _seed(table, record)
+    _put_sending_claim(table, record, lease_until=int(time.time()) + 60)
+    assert isinstance(_whole_batch_error(handler, event), WelcomeInProgressError)
+    assert _sent() == []
+    claim = _claim(table, record)
+    assert claim is not None
+    assert (claim["status"], claim["claim_token"]) == ("sending", "other-invocation")
 
 
 def test_missing_student_is_skipped_not_retried(
-    table: Table, handler: Callable[..., dict[str, Any]], load_event: LoadEvent
+    table: Table, handler: Handler, load_event: LoadEvent, verified_sender: None
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
     event = load_event("stream_enrollment_insert")
+    _seed(table, event["Records"][0], student=False)
     assert handler(event, Context()) == {"batchItemFailures": []}
     assert _sent() == []
+    assert _claim(table, event["Records"][0]) is None

@@ -588,7 +588,14 @@ def test_welcome_email_function_reads_the_stream_of_new_active_enrollments(
     }
     assert transformed["Resources"]["WelcomeEmailDLQ"]["Type"] == "AWS::SQS::Queue"
     assert {"ses:SendEmail", "sqs:SendMessage*", "dynamodb:GetItem"} <= actions
-    assert not actions & (WRITE_ACTIONS | {"dynamodb:UpdateItem"})
+    # It writes only its own once-only claims (WELCOME#…), never customer data.
+    writes = [s for s in statements if _actions(s) & (WRITE_ACTIONS | {"dynamodb:UpdateItem"})]
+    assert [_actions(s) for s in writes] == [
+        {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
+    ]
+    assert writes[0]["Condition"] == {
+        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["WELCOME#*"]}
+    }
 
 
 def test_stream_filter_passes_the_sample_insert_and_nothing_else(template: dict[str, Any]) -> None:

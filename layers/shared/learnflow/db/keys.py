@@ -104,3 +104,9 @@ def rate_window(tenant: Tenant, window_start: int) -> Key:
 
 def idempotency(tenant: Tenant, key: str) -> Key:
     return {PK: f"IDEM#{tenant.account_id}#{tenant.mode}#{key}", SK: "IDEM"}
+
+
+def welcome_email(tenant: Tenant, enrollment_id: str) -> Key:
+    """The claim that makes an enrollment's welcome e-mail go out once (its own partition, so
+    the stream function's writes can be limited to `WELCOME#*` leading keys)."""
+    return {PK: f"WELCOME#{tenant.account_id}#{tenant.mode}#{enrollment_id}", SK: "WELCOME"}
