@@ -61,6 +61,19 @@ _HEADERS = {
 }
 
 
+_IDEMPOTENCY_KEY = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "Retries with the same key and request within 24 h replay the first response",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255},
+}
+_REPLAYED = {
+    "description": "`true` when this is the saved response of an earlier request with the key",
+    "schema": {"type": "string", "enum": ["true"]},
+}
+
+
 def _headers(authenticated: bool) -> dict[str, Any]:
     """Every response has Request-Id; authenticated routes add the rate-limit headers."""
     names = list(_HEADERS) if authenticated else ["Request-Id"]
@@ -148,6 +161,10 @@ def build() -> dict[str, Any]:
         }
         operation["responses"] = {**declared, "default": _error_response(route.auth_required)}
         parameters = operation.get("parameters", []) + _query_parameters(app)
+        if route.method == "POST" and route.auth_required:
+            parameters.append(_IDEMPOTENCY_KEY)
+            for response in operation["responses"].values():
+                response["headers"]["Idempotent-Replayed"] = dict(_REPLAYED)
         if parameters:
             operation["parameters"] = parameters
         if not route.auth_required:

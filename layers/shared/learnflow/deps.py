@@ -6,6 +6,7 @@ from functools import lru_cache
 from typing import TYPE_CHECKING
 
 from learnflow import clients
+from learnflow.idempotency import IdempotencyStore
 from learnflow.ratelimit import DynamoDBLimiter, Limiter
 
 if TYPE_CHECKING:
@@ -16,6 +17,11 @@ if TYPE_CHECKING:
 @lru_cache(maxsize=1)
 def limiter() -> Limiter:
     return DynamoDBLimiter(clients.table())
+
+
+@lru_cache(maxsize=1)
+def idempotency_store() -> IdempotencyStore:
+    return IdempotencyStore(clients.table())
 
 
 @lru_cache(maxsize=1)
@@ -36,6 +42,7 @@ def course_repository() -> CourseRepository:
 def reset() -> None:
     """Forget every cached dependency and client."""
     limiter.cache_clear()
+    idempotency_store.cache_clear()
     instructor_repository.cache_clear()
     course_repository.cache_clear()
     clients.reset()

@@ -3,7 +3,8 @@
 `make_app(permission=…)` gives a resolver that, for every request, in the contract's order
 (CONTRACT §1: route → key → rate limit → permission → input → the work):
 reads the caller from the authorizer's context, counts the request against the account's
-per-minute limit, checks the route's permission, rejects unknown query parameters and bad JSON,
+per-minute limit, checks the route's permission, claims a POST's `Idempotency-Key` (CONTRACT §7:
+a repeat replays the first response), rejects unknown query parameters and bad JSON,
 validates input with pydantic (errors → 400 with `param`), runs the handler, and answers every
 error in the envelope of CONTRACT §3 with `Request-Id` and the rate-limit headers.
 """
@@ -19,6 +20,7 @@ from aws_lambda_powertools.event_handler.exceptions import NotFoundError as Powe
 from aws_lambda_powertools.event_handler.openapi.exceptions import RequestValidationError
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from botocore.exceptions import (
+    BotoCoreError,
     ClientError,
     ConnectTimeoutError,
     EndpointConnectionError,
@@ -26,7 +28,7 @@ from botocore.exceptions import (
 )
 from pydantic import BaseModel, ValidationError
 
-from learnflow import errors, permissions
+from learnflow import errors, idempotency, permissions
 from learnflow.jsonio import dumps, loads_object
 from learnflow.observability import logger
 from learnflow.ratelimit import Allowance, Limiter
@@ -134,6 +136,7 @@ class App(APIGatewayRestResolver):
         query: type[BaseModel] | None,
         authenticated: bool,
         limiter: Callable[[], Limiter] | None,
+        idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
     ) -> None:
         super().__init__(
             enable_validation=True, serializer=dumps, json_body_deserializer=self._body
@@ -142,6 +145,7 @@ class App(APIGatewayRestResolver):
         self.query_model = query
         self.authenticated = authenticated
         self._limiter = limiter
+        self._idempotency = idempotency_store
         self._parsed: tuple[str, dict[str, Any]] | None = None
         self.exception_handler(errors.AppError)(self._app_error)
         self.exception_handler(RequestValidationError)(self._validation_error)
@@ -155,30 +159,95 @@ class App(APIGatewayRestResolver):
         event = _normalise(event)
         extra_headers: dict[str, str] = {}
         try:
-            if self.authenticated:
-                caller = caller_from_event(event)
-                if self._limiter is not None:
-                    allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
-                    extra_headers.update(allowance.headers())
-                if self.permission and not caller.can(self.permission):
-                    raise errors.PermissionDeniedError(
-                        f"This API key does not have the {self.permission} permission.",
-                        code="insufficient_permissions",
-                    )
-                self.context["caller"] = caller
-            self.context["query"] = self._parse_query(event)
-            self._parse_body(event)
+            claim = self._guard(event, context, extra_headers)
+            if isinstance(claim, idempotency.Saved):
+                return _with_headers(_replay(claim), extra_headers, request_id)
+            result = self._run(event, context, request_id)
+            if claim is not None:
+                self._settle(claim, result)
+            return _with_headers(result, extra_headers, request_id)
         except errors.AppError as error:
             return _with_headers(_proxy_response(error, request_id), extra_headers, request_id)
         except Exception as error:
             logger.exception("request pipeline failed")
             failure = _proxy_response(_fault(error), request_id)
             return _with_headers(failure, extra_headers, request_id)
-        else:
-            return _with_headers(super().resolve(event, context), extra_headers, request_id)
         finally:
             self._parsed = None
             self.context.clear()
+
+    def _guard(
+        self, event: Mapping[str, Any], context: LambdaContext, extra_headers: dict[str, str]
+    ) -> idempotency.Claim | idempotency.Saved | None:
+        """Caller → rate limit → permission → idempotency claim; raises the first AppError."""
+        if not self.authenticated:
+            return None
+        caller = caller_from_event(event)
+        if self._limiter is not None:
+            allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
+            extra_headers.update(allowance.headers())
+        if self.permission and not caller.can(self.permission):
+            raise errors.PermissionDeniedError(
+                f"This API key does not have the {self.permission} permission.",
+                code="insufficient_permissions",
+            )
+        self.context["caller"] = caller
+        return self._claim(event, context, caller)
+
+    def _claim(
+        self, event: Mapping[str, Any], context: LambdaContext, caller: Caller
+    ) -> idempotency.Claim | idempotency.Saved | None:
+        """A POST with an Idempotency-Key claims it before its input is read, so input errors
+        are saved and replayed like any other 4xx (CONTRACT §7); other methods ignore the key."""
+        if self._idempotency is None or str(event.get("httpMethod", "")).upper() != "POST":
+            return None
+        key = idempotency.key_from_event(event)
+        if key is None:
+            return None
+        method, path = "POST", str(event.get("path") or "")
+        request = idempotency.fingerprint(method, path, _query_lists(event), event.get("body"))
+        return self._idempotency().claim(
+            caller.tenant,
+            key,
+            request,
+            method=method,
+            path=path,
+            lease=idempotency.lease_ms(context),
+        )
+
+    def _run(
+        self, event: Mapping[str, Any], context: LambdaContext, request_id: str
+    ) -> dict[str, Any]:
+        """Input → the work, as a proxy response whatever happens (a claim is settled on it)."""
+        try:
+            self.context["query"] = self._parse_query(event)
+            self._parse_body(event)
+            return super().resolve(event, context)
+        except errors.AppError as error:
+            return _proxy_response(error, request_id)
+        except Exception as error:
+            logger.exception("request pipeline failed")
+            return _proxy_response(_fault(error), request_id)
+
+    def _settle(self, claim: idempotency.Claim, result: Mapping[str, Any]) -> None:
+        """Save a 2xx/4xx for replays; release the claim after a 5xx so a retry runs again.
+
+        A failure here never changes the answer: the work is done (or failed) already, and an
+        unsettled claim ends with its lease."""
+        if self._idempotency is None:  # only a request with a store claims
+            return
+        status = int(result.get("statusCode", 500))
+        store = self._idempotency()
+        try:
+            if idempotency.saves(status):
+                settled = store.complete(claim, status, str(result.get("body") or ""))
+            else:
+                settled = store.release(claim)
+        except (ClientError, BotoCoreError):
+            logger.exception("could not settle the idempotency claim", extra={"status": status})
+            return
+        if not settled:
+            logger.warning("idempotency claim was taken over before it settled")
 
     def _parse_query(self, event: Mapping[str, Any]) -> BaseModel | None:
         multi = event.get("multiValueQueryStringParameters") or {}
@@ -233,6 +302,25 @@ class App(APIGatewayRestResolver):
 
     def _request_id(self) -> str:
         return str(self.current_event.request_context.request_id or "")
+
+
+def _replay(saved: idempotency.Saved) -> dict[str, Any]:
+    """The first response to an idempotent request again, marked as a replay (its body keeps the
+    first request's `request_id`; the headers are this request's)."""
+    return {
+        "statusCode": saved.status,
+        "headers": {"Content-Type": JSON, idempotency.REPLAYED_HEADER: "true"},
+        "body": saved.body,
+        "isBase64Encoded": False,
+    }
+
+
+def _query_lists(event: Mapping[str, Any]) -> dict[str, list[str]]:
+    multi = event.get("multiValueQueryStringParameters") or {}
+    if multi:
+        return {str(name): [str(value) for value in values] for name, values in multi.items()}
+    single = event.get("queryStringParameters") or {}
+    return {str(name): [str(value)] for name, value in single.items()}
 
 
 def _proxy_response(error: errors.AppError, request_id: str) -> dict[str, Any]:
@@ -317,18 +405,28 @@ def make_app(
     query: type[BaseModel] | None = None,
     authenticated: bool = True,
     limiter: Callable[[], Limiter] | None = None,
+    idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
 ) -> App:
     """The resolver for one route's Lambda.
 
     permission: what the route needs (`courses:read`), None for none; query: the pydantic model of
     its query string (extra="forbid"), None when it takes none; limiter: the rate limiter factory,
-    by default the DynamoDB one over the function's table (built at the first request).
+    by default the DynamoDB one over the function's table (built at the first request);
+    idempotency_store: where POSTs' Idempotency-Keys are claimed, by default the function's table
+    (only touched by a POST that carries the header).
     """
-    if limiter is None and authenticated:
+    if authenticated:
         from learnflow import deps  # noqa: PLC0415 - deps builds clients; only at first request
 
-        limiter = deps.limiter
-    return App(permission=permission, query=query, authenticated=authenticated, limiter=limiter)
+        limiter = limiter or deps.limiter
+        idempotency_store = idempotency_store or deps.idempotency_store
+    return App(
+        permission=permission,
+        query=query,
+        authenticated=authenticated,
+        limiter=limiter,
+        idempotency_store=idempotency_store,
+    )
 
 
 def caller(app: APIGatewayRestResolver) -> Caller:

@@ -1,0 +1,707 @@
+"""Idempotency-Key on POSTs (CONTRACT §7) over moto's table: a tiny app and the real handlers."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import TYPE_CHECKING, Annotated, Any, cast
+
+import boto3
+import pytest
+from aws_lambda_powertools.event_handler import Response
+from botocore.exceptions import ClientError
+from moto import mock_aws
+from pydantic import BaseModel, ConfigDict, Field
+
+from functions.courses import create_course, list_courses
+from learnflow import clients, deps, errors, idempotency
+from learnflow.db import keys
+from learnflow.http import App, caller, make_app, respond
+from learnflow.idempotency import Claim, IdempotencyStore, Saved
+from learnflow.jsonio import dumps
+from learnflow.ratelimit import Allowance
+from learnflow.tenancy import Mode, Tenant
+from learnflow_cli.template import TableDefinition
+from tests.conftest import FAKE_ENV, load_event
+from tests.support.dynamo_calls import count_dynamo_calls
+
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
+KEY = "Idempotency-Key"
+# CPython 3.13.0 is slow when moto's deep calls straddle a frame-stack chunk under pytest's deep
+# stack (see tests/integration/test_courses.py); a worker thread runs handlers from a fresh stack.
+_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _table(table_spec: TableDefinition) -> Iterator[None]:
+    """moto's table from template.yaml, built once for the module: tests keep apart by tenant
+    (each gets a new account), so none sees another's records."""
+    with pytest.MonkeyPatch.context() as env:
+        for name, value in FAKE_ENV.items():
+            env.setenv(name, value)
+        with mock_aws():
+            deps.reset()
+            boto3.client("dynamodb").create_table(
+                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
+            )
+            yield
+    deps.reset()
+
+
+_accounts = iter(range(1, 1_000_000))
+
+
+def new_tenant(mode: Mode = "test") -> Tenant:
+    return Tenant(f"acct_{next(_accounts):024d}", mode)
+
+
+@pytest.fixture
+def tenant() -> Tenant:
+    return new_tenant()
+
+
+@pytest.fixture
+def table() -> Table:
+    return clients.table()
+
+
+class Context:
+    """A Lambda context; `remaining_ms=None` is one without get_remaining_time_in_millis."""
+
+    function_name = "idempotency"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:idempotency"
+    aws_request_id = "idem-1"
+
+    def __init__(self, remaining_ms: int = 9_000) -> None:
+        self.remaining_ms = remaining_ms
+
+    def get_remaining_time_in_millis(self) -> int:
+        return self.remaining_ms
+
+
+class BareContext:
+    function_name = "idempotency"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:idempotency"
+    aws_request_id = "idem-2"
+
+
+@dataclass
+class FakeLimiter:
+    """Counts hits in memory (the DynamoDB limiter is tested elsewhere); refuses after `allow`."""
+
+    allow: int = 1000
+    hits: int = 0
+
+    def hit(self, tenant: Tenant, limit: int) -> Allowance:
+        if self.hits >= self.allow:
+            raise errors.RateLimitError("Too many requests.", headers={"Retry-After": "1"})
+        self.hits += 1
+        return Allowance(limit=limit, remaining=limit - self.hits, reset=1700000060)
+
+
+@dataclass
+class Reply:
+    status: int
+    headers: dict[str, str]
+    body: dict[str, Any]
+    text: str
+
+    @property
+    def replayed(self) -> bool:
+        return self.headers.get("Idempotent-Replayed") == "true"
+
+    @property
+    def error(self) -> dict[str, Any]:
+        return dict(self.body["error"])
+
+
+def invoke(
+    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
+    event: dict[str, Any],
+    context: object | None = None,
+) -> Reply:
+    result = _WORKER.submit(handler, event, context or Context()).result()
+    headers = dict(result.get("headers") or {})
+    for name, values in (result.get("multiValueHeaders") or {}).items():
+        headers[name] = values[-1]
+    text = str(result["body"])
+    return Reply(result["statusCode"], headers, json.loads(text, parse_float=Decimal), text)
+
+
+_requests = iter(range(1, 1_000_000))
+
+
+def request(
+    name: str,
+    tenant: Tenant,
+    *,
+    key: str | None = None,
+    body: dict[str, Any] | str | None = None,
+    **overrides: Any,
+) -> dict[str, Any]:
+    """An event from events/ for `tenant`, with its own request id and the key (if any)."""
+    authorizer = {"account_id": tenant.account_id, "mode": tenant.mode, "rate_limit": "1000"}
+    event = load_event(name, authorizer=authorizer | overrides.pop("authorizer", {}), **overrides)
+    if body is not None:
+        event["body"] = body if isinstance(body, str) else dumps(body)
+    event["requestContext"]["requestId"] = f"req-{next(_requests):06d}"
+    if key is not None:
+        event["headers"][KEY] = key
+        event["multiValueHeaders"][KEY] = [key]
+    return event
+
+
+def record(tenant: Tenant, key: str) -> dict[str, Any] | None:
+    found = clients.table().get_item(Key=keys.idempotency(tenant, key), ConsistentRead=True)
+    item = found.get("Item")
+    return dict(item) if item else None
+
+
+def claim_for(store: IdempotencyStore, event: dict[str, Any], tenant: Tenant, key: str) -> Claim:
+    """What a first request with `event`'s method, path and body claims (as another invocation)."""
+    request_fingerprint = idempotency.fingerprint("POST", event["path"], {}, event["body"])
+    claim = store.claim(tenant, key, request_fingerprint, method="POST", path=event["path"])
+    assert isinstance(claim, Claim)
+    return claim
+
+
+# --------------------------------------------------------------------------- a tiny app
+
+
+class ThingIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    title: Annotated[str, Field(min_length=1, max_length=200)]
+    price: Decimal = Decimal(0)
+
+
+@dataclass
+class Tiny:
+    """POST /things, POST /things/{id}/cancel and PATCH /things/{id}, over the module's table."""
+
+    app: App
+    limiter: FakeLimiter
+    tenant: Tenant
+    runs: list[str] = field(default_factory=list)  # what the handlers ran for
+    failures_left: int = 0
+
+    def event(
+        self,
+        body: dict[str, Any] | str,
+        *,
+        key: str | None = "k-1",
+        path: str = "/things",
+        method: str = "POST",
+        tenant: Tenant | None = None,
+        **overrides: Any,
+    ) -> dict[str, Any]:
+        return request(
+            "create_course",
+            tenant or self.tenant,
+            key=key,
+            body=body,
+            path=path,
+            resource=path,
+            httpMethod=method,
+            **overrides,
+        )
+
+    def call(self, event: dict[str, Any], context: object | None = None) -> Reply:
+        return invoke(self.app.resolve, event, context)
+
+    def post(self, body: dict[str, Any] | str, key: str | None = "k-1", **kw: Any) -> Reply:
+        return self.call(self.event(body, key=key, **kw))
+
+
+def build(
+    tenant: Tenant, store: Callable[[], IdempotencyStore] | None = None, allow: int = 1000
+) -> Tiny:
+    limiter = FakeLimiter(allow=allow)
+    app = make_app(permission="courses:write", limiter=lambda: limiter, idempotency_store=store)
+    tiny = Tiny(app=app, limiter=limiter, tenant=tenant)
+
+    @app.post("/things")
+    def create(body: ThingIn) -> Response[str]:
+        tiny.runs.append(body.title)
+        if body.title == "flaky" and tiny.failures_left > 0:
+            tiny.failures_left -= 1
+            raise RuntimeError("a fault of ours")
+        if body.title == "throttled":
+            raise ClientError({"Error": {"Code": "ThrottlingException", "Message": "x"}}, "Put")
+        if body.title == "taken":
+            raise errors.ConflictError("Taken.", code="email_taken")
+        if body.title == "peek":  # what this request's claim looks like while it runs
+            key = str(app.current_event.headers.get(KEY))
+            claim = record(caller(app).tenant, key) or {}
+            lease = int(claim["lease_expires_at"]) - int(claim["created_at"]) * 1000
+            return respond({"status": claim["status"], "lease_ms": lease}, 201)
+        return respond({"id": f"thg_{len(tiny.runs)}", "title": body.title}, 201)
+
+    @app.post("/things/<thing_id>/cancel")
+    def cancel(thing_id: str) -> Response[str]:
+        tiny.runs.append(f"cancel {thing_id}")
+        return respond({"id": thing_id, "status": "canceled"})
+
+    @app.patch("/things/<thing_id>")
+    def update(thing_id: str, body: ThingIn) -> Response[str]:
+        tiny.runs.append(f"update {thing_id}")
+        return respond({"id": thing_id, "title": body.title})
+
+    return tiny
+
+
+@pytest.fixture
+def tiny(tenant: Tenant) -> Tiny:
+    return build(tenant)
+
+
+def test_repeat_replays_first_status_and_body_and_runs_once(tiny: Tiny) -> None:
+    first = tiny.post({"title": "Intro", "price": 49.99})
+    again = tiny.post({"title": "Intro", "price": 49.99})
+    assert (first.status, again.status) == (201, 201)
+    assert again.text == first.text
+    assert again.replayed
+    assert "Idempotent-Replayed" not in first.headers
+    assert tiny.runs == ["Intro"]
+    assert again.headers["Content-Type"] == "application/json"
+    assert again.headers["X-RateLimit-Remaining"] == "998"  # the replay counted (CONTRACT §4)
+
+
+def test_replay_has_its_own_request_id_header_and_the_first_body(tiny: Tiny) -> None:
+    first_event = tiny.event({"title": "taken"})
+    first = tiny.call(first_event)
+    again_event = tiny.event({"title": "taken"})
+    again = tiny.call(again_event)
+    assert (first.status, again.status) == (409, 409)
+    assert again.replayed
+    assert again.headers["Request-Id"] == again_event["requestContext"]["requestId"]
+    assert again.error["request_id"] == first_event["requestContext"]["requestId"]
+    assert tiny.runs == ["taken"]
+
+
+def test_bodies_equal_as_parsed_json_replay(tiny: Tiny) -> None:
+    first = tiny.post('{"title": "Intro", "price": 49.99}')
+    again = tiny.post('{\n  "price" : 49.990,\n  "title" : "Intro"\n}')
+    assert again.replayed
+    assert again.text == first.text
+    assert tiny.runs == ["Intro"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"body": {"title": "Other", "price": 49.99}},
+        {"body": {"title": "Intro", "price": 49.98}},
+        {"path": "/things/thg_1/cancel"},
+        {"query": {"expand": "all"}},
+    ],
+    ids=["title", "price", "path", "query"],
+)
+def test_same_key_for_another_request_is_400_key_reused(tiny: Tiny, change: dict[str, Any]) -> None:
+    assert tiny.post({"title": "Intro", "price": 49.99}).status == 201
+    body = change.pop("body", {"title": "Intro", "price": 49.99})
+    reply = tiny.call(tiny.event(body, **change))
+    assert reply.status == 400
+    assert (reply.error["type"], reply.error["code"]) == (
+        "idempotency_error",
+        "idempotency_key_reused",
+    )
+    assert not reply.replayed
+    assert tiny.runs == ["Intro"]
+    assert tiny.post({"title": "Intro", "price": 49.99}).replayed  # the first record is intact
+
+
+def test_path_with_another_id_is_another_request(tiny: Tiny) -> None:
+    assert tiny.call(tiny.event({}, path="/things/thg_1/cancel")).status == 200
+    reply = tiny.call(tiny.event({}, path="/things/thg_2/cancel"))
+    assert reply.error["code"] == "idempotency_key_reused"
+    assert tiny.runs == ["cancel thg_1"]
+
+
+def test_other_methods_ignore_the_key(tiny: Tiny) -> None:
+    assert tiny.post({"title": "Intro"}).status == 201
+    for _ in range(2):
+        reply = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH"))
+        assert (reply.status, reply.replayed) == (200, False)
+    invalid = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH", key=""))
+    assert invalid.status == 200  # not even validated
+    assert tiny.runs == ["Intro", "update thg_1", "update thg_1", "update thg_1"]
+
+
+def test_different_key_runs_again(tiny: Tiny) -> None:
+    first = tiny.post({"title": "Intro"}, key="k-1")
+    second = tiny.post({"title": "Intro"}, key="k-2")
+    assert (second.status, second.replayed) == (201, False)
+    assert first.body["id"] != second.body["id"]
+    assert tiny.runs == ["Intro", "Intro"]
+
+
+@pytest.mark.parametrize("other_mode", [False, True], ids=["other-account", "other-mode"])
+def test_keys_are_scoped_to_account_and_mode(tiny: Tiny, other_mode: bool) -> None:
+    other = Tenant(tiny.tenant.account_id, "live") if other_mode else new_tenant()
+    assert tiny.post({"title": "Intro"}).status == 201
+    elsewhere = tiny.post({"title": "Else"}, tenant=other)  # another body: no conflict there
+    assert (elsewhere.status, elsewhere.replayed, elsewhere.body["title"]) == (201, False, "Else")
+    assert tiny.post({"title": "Else"}, tenant=other).replayed
+    assert tiny.post({"title": "Intro"}).replayed
+    assert tiny.runs == ["Intro", "Else"]
+
+
+def test_requests_without_the_key_touch_no_table(tiny: Tiny) -> None:
+    with count_dynamo_calls(clients.table().meta.client) as calls:
+        assert tiny.post({"title": "Intro"}, key=None).status == 201
+        assert tiny.post({"title": "Intro"}, key=None).status == 201
+    assert sum(calls.calls.values()) == 0
+    assert tiny.runs == ["Intro", "Intro"]
+
+
+@pytest.mark.parametrize(
+    ("body", "code"),
+    [
+        ({"price": 1}, "parameter_missing"),
+        ({"title": "x", "colour": "red"}, "parameter_unknown"),
+        ('{"title": "x",', "invalid_json"),
+        ("[1, 2]", "invalid_json"),
+    ],
+)
+def test_input_400s_are_saved_and_replayed(
+    tiny: Tiny, body: dict[str, Any] | str, code: str
+) -> None:
+    first = tiny.post(body)
+    again = tiny.post(body)
+    assert (first.status, first.error["code"]) == (400, code)
+    assert (again.status, again.replayed, again.text) == (400, True, first.text)
+    saved = record(tiny.tenant, "k-1")
+    assert saved is not None
+    assert (saved["status"], saved["response_status"]) == ("completed", 400)
+
+
+def test_input_400_for_a_bad_query_is_saved(tiny: Tiny) -> None:
+    first = tiny.call(tiny.event({"title": "x"}, query={"colour": "red"}))
+    again = tiny.call(tiny.event({"title": "x"}, query={"colour": "red"}))
+    assert (first.status, first.error["code"]) == (400, "parameter_unknown")
+    assert again.replayed
+    assert tiny.runs == []
+
+
+def test_unparsable_body_then_another_body_is_key_reused(tiny: Tiny) -> None:
+    assert tiny.post('{"title": "x",').status == 400
+    reply = tiny.post({"title": "x"})
+    assert reply.error["code"] == "idempotency_key_reused"
+    assert tiny.runs == []
+
+
+@pytest.mark.parametrize("title", ["flaky", "throttled"])
+def test_5xx_is_not_saved_so_the_retry_runs_again(tiny: Tiny, title: str) -> None:
+    tiny.failures_left = 1
+    first = tiny.post({"title": title})
+    assert (first.status, first.error["type"]) == ((500, 503)[title == "throttled"], "api_error")
+    assert record(tiny.tenant, "k-1") is None  # the claim was released
+    retry = tiny.post({"title": title})
+    assert not retry.replayed
+    assert tiny.runs == [title, title]
+    if title == "flaky":
+        assert retry.status == 201
+        assert tiny.post({"title": title}).replayed
+        assert tiny.runs == [title, title]
+
+
+def test_429_claims_nothing(tenant: Tenant) -> None:
+    tiny = build(tenant, allow=0)
+    reply = tiny.post({"title": "Intro"})
+    assert reply.status == 429
+    assert record(tenant, "k-1") is None
+
+
+def test_403_comes_before_the_key_and_claims_nothing(tiny: Tiny) -> None:
+    restricted = {"key_kind": "restricted", "permissions": "courses:read"}
+    invalid_key = tiny.call(tiny.event({"title": "Intro"}, key="", authorizer=restricted))
+    assert (invalid_key.status, invalid_key.error["code"]) == (403, "insufficient_permissions")
+    valid_key = tiny.call(tiny.event({"title": "Intro"}, authorizer=restricted))
+    assert valid_key.status == 403
+    assert record(tiny.tenant, "k-1") is None
+    assert tiny.post({"title": "Intro"}).status == 201  # the 403 was not saved
+
+
+@pytest.mark.parametrize(
+    "key",
+    ["", "x" * 256, "caf\u00e9", "line\nbreak", "tab\t"],
+    ids=["empty", "too-long", "non-ascii", "newline", "tab"],
+)
+def test_invalid_key_is_400_parameter_invalid(tiny: Tiny, key: str) -> None:
+    with count_dynamo_calls(clients.table().meta.client) as calls:
+        reply = tiny.post({"title": "Intro"}, key=key)
+    assert reply.status == 400
+    assert (reply.error["type"], reply.error["code"], reply.error["param"]) == (
+        "invalid_request_error",
+        "parameter_invalid",
+        "Idempotency-Key",
+    )
+    assert tiny.runs == []
+    assert sum(calls.calls.values()) == 0
+
+
+def test_longest_key_and_any_header_case_work(tiny: Tiny) -> None:
+    longest = "~" * 255
+    event = tiny.event({"title": "Intro"}, key=None)
+    event["headers"]["idempotency-key"] = longest
+    event["multiValueHeaders"]["idempotency-key"] = [longest]
+    assert tiny.call(event).status == 201
+    assert tiny.post({"title": "Intro"}, key=longest).replayed
+    assert tiny.runs == ["Intro"]
+
+
+def test_same_key_while_the_first_runs_is_409_in_progress(tiny: Tiny) -> None:
+    store = deps.idempotency_store()
+    claim = claim_for(store, tiny.event({"title": "Intro"}), tiny.tenant, "k-1")
+    reply = tiny.post({"title": "Intro"})
+    assert reply.status == 409
+    assert (reply.error["type"], reply.error["code"]) == (
+        "idempotency_error",
+        "idempotency_request_in_progress",
+    )
+    assert tiny.runs == []
+    busy = record(tiny.tenant, "k-1")
+    assert busy is not None
+    assert (busy["status"], busy["token"]) == ("in_progress", claim.token)  # the 409 saved nothing
+    # another request with the key while the first runs is a reuse, not a wait
+    assert tiny.post({"title": "Other"}).error["code"] == "idempotency_key_reused"
+    # once the first finishes, the repeat replays it
+    assert store.complete(claim, 201, '{"id": "thg_first"}')
+    again = tiny.post({"title": "Intro"})
+    assert (again.status, again.body, again.replayed) == (201, {"id": "thg_first"}, True)
+
+
+def test_stale_in_progress_claim_is_taken_over(tiny: Tiny) -> None:
+    crashed = IdempotencyStore(clients.table(), clock=lambda: time.time() - 31)
+    stale = claim_for(crashed, tiny.event({"title": "Intro"}), tiny.tenant, "k-1")
+    reply = tiny.post({"title": "Intro"})
+    assert (reply.status, reply.replayed) == (201, False)
+    assert tiny.runs == ["Intro"]
+    saved = record(tiny.tenant, "k-1")
+    assert saved is not None
+    assert (saved["status"], saved["response_status"]) == ("completed", 201)
+    # the crashed invocation, were it to wake, can neither overwrite nor release the new record
+    assert not crashed.complete(stale, 500, "{}")
+    assert not crashed.release(stale)
+    assert tiny.post({"title": "Intro"}).replayed
+
+
+def test_claim_lease_is_the_invocations_remaining_time(tiny: Tiny) -> None:
+    during = tiny.call(tiny.event({"title": "peek"}, key="k-peek"), Context(remaining_ms=4_000))
+    assert during.body["status"] == "in_progress"
+    assert 3_000 <= during.body["lease_ms"] <= 5_000
+    bare = tiny.call(tiny.event({"title": "peek"}, key="k-bare"), BareContext())
+    assert 29_000 <= bare.body["lease_ms"] <= 31_000
+    saved = record(tiny.tenant, "k-bare")
+    assert saved is not None
+    assert "lease_expires_at" not in saved  # a completed record has no lease left
+
+
+def test_claim_record_expires_in_24_hours(table: Table, tenant: Tenant) -> None:
+    store = IdempotencyStore(table, clock=lambda: 1_000.0)
+    fp = idempotency.fingerprint("POST", "/things", {}, "{}")
+    assert isinstance(store.claim(tenant, "k-1", fp, method="POST", path="/things"), Claim)
+    saved = record(tenant, "k-1")
+    assert saved is not None
+    assert (saved["lease_expires_at"], saved["expires_at"]) == (1_030_000, 1_000 + 24 * 3600)
+
+
+def test_record_older_than_24_hours_runs_again(tiny: Tiny) -> None:
+    yesterday = IdempotencyStore(clients.table(), clock=lambda: time.time() - 24 * 3600 - 1)
+    old = claim_for(yesterday, tiny.event({"title": "Intro"}), tiny.tenant, "k-1")
+    assert yesterday.complete(old, 201, '{"id": "thg_old"}')
+    reply = tiny.post({"title": "Intro"})
+    assert (reply.status, reply.replayed) == (201, False)
+    assert reply.body["id"] != "thg_old"
+    # nor does an expired record hold the key against another request
+    claim_for(yesterday, tiny.event({"title": "Old"}), tiny.tenant, "k-2")
+    assert tiny.post({"title": "New"}, key="k-2").status == 201
+    assert tiny.runs == ["Intro", "New"]
+
+
+def test_replay_costs_one_failed_write_and_no_read(tiny: Tiny) -> None:
+    client = clients.table().meta.client
+    with count_dynamo_calls(client) as first:
+        tiny.post({"title": "Intro"})
+    with count_dynamo_calls(client) as again:
+        tiny.post({"title": "Intro"})
+    with count_dynamo_calls(client) as fault:
+        tiny.failures_left = 1
+        tiny.post({"title": "flaky"}, key="k-fault")
+    assert dict(first.calls) == {"PutItem": 1, "UpdateItem": 1}
+    assert dict(again.calls) == {"PutItem": 1}
+    assert dict(fault.calls) == {"PutItem": 1, "DeleteItem": 1}
+
+
+class BrokenCompletion(IdempotencyStore):
+    """DynamoDB refuses the completing write (the outer edge: AWS failing)."""
+
+    def complete(self, claim: Claim, status: int, body: str) -> bool:
+        raise ClientError({"Error": {"Code": "InternalServerError", "Message": "x"}}, "UpdateItem")
+
+
+def test_a_failed_completion_does_not_change_the_answer(table: Table, tenant: Tenant) -> None:
+    tiny = build(tenant, store=lambda: BrokenCompletion(table))
+    reply = tiny.post({"title": "Intro"})
+    assert (reply.status, reply.body["title"]) == (201, "Intro")
+    # the claim stays in progress until its lease ends: a retry meanwhile is told to wait
+    assert tiny.post({"title": "Intro"}).status == 409
+    assert tiny.runs == ["Intro"]
+
+
+# --------------------------------------------------------------------------- the store itself
+
+
+def test_store_claim_complete_replay_release(table: Table, tenant: Tenant) -> None:
+    store = IdempotencyStore(table)
+    claim = store.claim(tenant, "s-1", "fp", method="POST", path="/x")
+    assert isinstance(claim, Claim)
+    item = record(tenant, "s-1")
+    assert item is not None
+    assert (item["PK"], item["SK"]) == (f"IDEM#{tenant.account_id}#test#s-1", "IDEM")
+    assert (item["type"], item["status"], item["method"], item["path"]) == (
+        "idempotency",
+        "in_progress",
+        "POST",
+        "/x",
+    )
+    with pytest.raises(errors.IdempotencyInProgressError):
+        store.claim(tenant, "s-1", "fp", method="POST", path="/x")
+    with pytest.raises(errors.IdempotencyKeyReusedError):
+        store.claim(tenant, "s-1", "other", method="POST", path="/x")
+    assert store.complete(claim, 201, '{"ok": true}')
+    assert store.claim(tenant, "s-1", "fp", method="POST", path="/x") == Saved(201, '{"ok": true}')
+    second = store.claim(tenant, "s-2", "fp", method="POST", path="/x")
+    assert isinstance(second, Claim)
+    assert store.release(second)
+    assert record(tenant, "s-2") is None
+    assert isinstance(store.claim(tenant, "s-2", "fp", method="POST", path="/x"), Claim)
+
+
+class NoOldImageTable:
+    """A DynamoDB endpoint that ignores ReturnValuesOnConditionCheckFailure (the outer edge)."""
+
+    def __init__(self, table: Table) -> None:
+        self.table = table
+        self.gets = 0
+
+    def put_item(self, **kwargs: Any) -> Any:
+        kwargs.pop("ReturnValuesOnConditionCheckFailure", None)
+        return self.table.put_item(**kwargs)
+
+    def get_item(self, **kwargs: Any) -> Any:
+        self.gets += 1
+        return self.table.get_item(**kwargs)
+
+
+def test_store_reads_the_record_where_the_failed_put_does_not_return_it(
+    table: Table, tenant: Tenant
+) -> None:
+    endpoint = NoOldImageTable(table)
+    store = IdempotencyStore(cast("Table", endpoint))
+    claim = IdempotencyStore(table).claim(tenant, "s-1", "fp", method="POST", path="/x")
+    assert isinstance(claim, Claim)
+    with pytest.raises(errors.IdempotencyInProgressError):
+        store.claim(tenant, "s-1", "fp", method="POST", path="/x")
+    assert endpoint.gets == 1
+    IdempotencyStore(table).complete(claim, 400, "{}")
+    assert store.claim(tenant, "s-1", "fp", method="POST", path="/x") == Saved(400, "{}")
+
+
+# --------------------------------------------------------------------------- POST /courses
+
+
+COURSE = {
+    "title": "Distributed Systems",
+    "description": "Consensus and replication.",
+    "price": Decimal("49.99"),
+    "currency": "USD",
+}
+
+
+def create(tenant: Tenant, key: str | None, body: dict[str, Any] | str = COURSE) -> Reply:
+    return invoke(
+        create_course.lambda_handler, request("create_course", tenant, key=key, body=body)
+    )
+
+
+def courses(tenant: Tenant) -> int:
+    return deps.course_repository().count(tenant)
+
+
+def test_create_course_twice_with_one_key_creates_one_course(tenant: Tenant) -> None:
+    first = create(tenant, "order-1")
+    again = create(tenant, "order-1")
+    assert (first.status, again.status) == (201, 201)
+    assert again.replayed
+    assert again.body == first.body
+    assert courses(tenant) == 1
+    listed = invoke(list_courses.lambda_handler, request("list_courses", tenant))
+    assert [course["id"] for course in listed.body["data"]] == [first.body["id"]]
+
+
+def test_create_course_with_reordered_body_replays(tenant: Tenant) -> None:
+    first = create(tenant, "order-1")
+    reordered = (
+        '{"currency":"USD","price":49.990,"description":"Consensus and replication.",'
+        ' "title": "Distributed Systems"}'
+    )
+    again = create(tenant, "order-1", reordered)
+    assert (again.replayed, again.body["id"]) == (True, first.body["id"])
+    assert courses(tenant) == 1
+
+
+def test_create_course_key_reused_for_another_course_is_400(tenant: Tenant) -> None:
+    create(tenant, "order-1")
+    reply = create(tenant, "order-1", {**COURSE, "title": "Another"})
+    assert (reply.status, reply.error["type"], reply.error["code"]) == (
+        400,
+        "idempotency_error",
+        "idempotency_key_reused",
+    )
+    assert courses(tenant) == 1
+
+
+def test_create_course_other_key_and_other_tenant_create_their_own(tenant: Tenant) -> None:
+    first = create(tenant, "order-1")
+    second = create(tenant, "order-2")
+    other_account = new_tenant()
+    theirs = create(other_account, "order-1")
+    live = Tenant(tenant.account_id, "live")
+    own_live = create(live, "order-1")
+    assert len({reply.body["id"] for reply in (first, second, theirs, own_live)}) == 4
+    assert not any(reply.replayed for reply in (second, theirs, own_live))
+    assert (theirs.body["livemode"], own_live.body["livemode"]) == (False, True)
+    assert (courses(tenant), courses(other_account), courses(live)) == (2, 1, 1)
+
+
+def test_create_course_400_is_saved_and_replayed(tenant: Tenant) -> None:
+    bad = {**COURSE, "price": Decimal("49.999")}
+    first = create(tenant, "order-1", bad)
+    again = create(tenant, "order-1", bad)
+    assert (first.status, first.error["param"]) == (400, "price")
+    assert (again.status, again.replayed, again.body) == (400, True, first.body)
+    assert courses(tenant) == 0
+
+
+def test_create_course_costs_two_writes_more_and_a_replay_two_writes(tenant: Tenant) -> None:
+    client = clients.table().meta.client
+    with count_dynamo_calls(client) as plain:
+        assert create(tenant, None).status == 201
+    with count_dynamo_calls(client) as keyed:
+        assert create(tenant, "order-1").status == 201
+    with count_dynamo_calls(client) as replay:
+        assert create(tenant, "order-1").replayed
+    assert dict(keyed.calls - plain.calls) == {"PutItem": 1, "UpdateItem": 1}  # claim, complete
+    assert plain.calls - keyed.calls == Counter()
+    assert dict(replay.calls) == {"UpdateItem": 1, "PutItem": 1}  # rate limit, failed claim
+    assert replay.reads == 0
