@@ -17,9 +17,7 @@ app = make_app(permission="courses:read", query=CourseListQuery)
 @app.get("/courses", responses=ok(200, "A page of courses, newest first", CourseList))
 def list_courses() -> Response[str]:
     listing = course_repository().list(caller(app).tenant, query(app, CourseListQuery))
-    return respond(
-        CourseList.of(listing.items, has_more=listing.has_more, total_count=listing.total_count)
-    )
+    return respond(CourseList.of(listing))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -17,9 +17,7 @@ app = make_app(permission="instructors:read", query=InstructorListQuery)
 @app.get("/instructors", responses=ok(200, "A page of instructors, newest first", InstructorList))
 def list_instructors() -> Response[str]:
     listing = instructor_repository().list(caller(app).tenant, query(app, InstructorListQuery))
-    return respond(
-        InstructorList.of(listing.items, has_more=listing.has_more, total_count=listing.total_count)
-    )
+    return respond(InstructorList.of(listing))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import Annotated, Any, Final, Generic, Literal, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Self, TypeVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -20,6 +20,9 @@ from pydantic import (
 )
 
 from learnflow import errors, money
+
+if TYPE_CHECKING:
+    from learnflow.pagination import Listing
 
 # CONTRACT §6: up to 50 string keys (≤ 40 chars) to string values (≤ 500 chars).
 METADATA_MAX_KEYS: Final = 50
@@ -197,3 +200,17 @@ class ListEnvelope(OutputModel, Generic[ItemT]):
     data: list[ItemT]
     has_more: bool
     total_count: int
+
+    @classmethod
+    def of(cls, listing: Listing[Any]) -> Self:
+        """The envelope of a repository's page: each item through the item model's
+        `from_domain` (the model `data` is declared with, e.g. `CourseOut`)."""
+        (item_model,) = get_args(cls.model_fields["data"].annotation)
+        # model_validate: `url` is each list's own default, which the base cannot name
+        return cls.model_validate(
+            {
+                "data": [item_model.from_domain(item) for item in listing.items],
+                "has_more": listing.has_more,
+                "total_count": listing.total_count,
+            }
+        )

@@ -217,11 +217,3 @@ class CourseList(ListEnvelope[CourseOut]):
     """GET /courses."""
 
     url: str = "/v2/courses"
-
-    @classmethod
-    def of(cls, items: list[Course], *, has_more: bool, total_count: int) -> CourseList:
-        return cls(
-            data=[CourseOut.from_domain(item) for item in items],
-            has_more=has_more,
-            total_count=total_count,
-        )

@@ -97,11 +97,3 @@ class InstructorList(ListEnvelope[InstructorOut]):
     """GET /instructors."""
 
     url: str = "/v2/instructors"
-
-    @classmethod
-    def of(cls, items: list[Instructor], *, has_more: bool, total_count: int) -> InstructorList:
-        return cls(
-            data=[InstructorOut.from_domain(item) for item in items],
-            has_more=has_more,
-            total_count=total_count,
-        )
