@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 
 from boto3.dynamodb.conditions import ConditionBase, Key
 
@@ -46,6 +47,42 @@ class Listing(Generic[T]):
     items: list[T]
     has_more: bool
     total_count: int
+
+
+class PageRequest(Protocol):
+    """What a list's query string asks of pagination (`models.common.ListQuery`)."""
+
+    @property
+    def limit(self) -> int: ...
+    @property
+    def starting_after(self) -> str | None: ...
+    @property
+    def ending_before(self) -> str | None: ...
+
+
+def listing(
+    table: Table,
+    source: ListSource,
+    request: PageRequest,
+    *,
+    id_prefix: str,
+    convert: Callable[[Item], T],
+    total_count: Callable[[], int],
+) -> Listing[T]:
+    """A repository's list: one page of `source` as domain objects, with the list's total."""
+    page = query_page(
+        table,
+        source,
+        id_prefix=id_prefix,
+        limit=request.limit,
+        starting_after=request.starting_after,
+        ending_before=request.ending_before,
+    )
+    return Listing(
+        items=[convert(item) for item in page.items],
+        has_more=page.has_more,
+        total_count=total_count(),
+    )
 
 
 def query_page(

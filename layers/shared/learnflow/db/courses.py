@@ -12,12 +12,12 @@ from typing import TYPE_CHECKING, Any, Final, cast
 from botocore.exceptions import ClientError
 
 from learnflow import errors, ids, money
-from learnflow.db import keys
+from learnflow.db import counters, keys
 from learnflow.db.instructors import InstructorRepository
 from learnflow.db.transactions import write_transaction
 from learnflow.jsonio import iso
 from learnflow.models.courses import Course, CourseCreate, CourseListQuery, CourseUpdate
-from learnflow.pagination import Listing, ListSource, query_page
+from learnflow.pagination import Listing, ListSource, listing
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
@@ -195,30 +195,18 @@ class CourseRepository:
             if filters
             else keys.collection(tenant, keys.COURSE)
         )
-        page = query_page(
+        return listing(
             self._table,
             ListSource(partition=partition, index=index),
+            query,
             id_prefix=ID_PREFIX,
-            limit=query.limit,
-            starting_after=query.starting_after,
-            ending_before=query.ending_before,
-        )
-        return Listing(
-            items=[_from_item(tenant, item) for item in page.items],
-            has_more=page.has_more,
-            total_count=self.count(tenant, **filters),
+            convert=lambda item: _from_item(tenant, item),
+            total_count=lambda: self.count(tenant, **filters),
         )
 
     def count(self, tenant: Tenant, **filters: str) -> int:
         """How many courses match `filters` exactly (one item read: the counters)."""
-        name = keys.counter_name(**filters)
-        item = self._table.get_item(
-            Key=keys.counters(tenant, keys.COURSE),
-            ProjectionExpression="#n",
-            ExpressionAttributeNames={"#n": name},
-            ConsistentRead=True,
-        ).get("Item")
-        return int(cast("Any", (item or {}).get(name, 0)))
+        return counters.read(self._table, tenant, keys.COURSE, **filters)
 
     # --- helpers ---
 

@@ -6,11 +6,11 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Final, cast
 
 from learnflow import errors, ids
-from learnflow.db import keys
+from learnflow.db import counters, keys
 from learnflow.db.transactions import write_transaction
 from learnflow.jsonio import iso
 from learnflow.models.instructors import Instructor, InstructorCreate, InstructorListQuery
-from learnflow.pagination import Listing, ListSource, query_page
+from learnflow.pagination import Listing, ListSource, listing
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
@@ -72,30 +72,18 @@ class InstructorRepository:
         return instructor
 
     def list(self, tenant: Tenant, query: InstructorListQuery) -> Listing[Instructor]:
-        page = query_page(
+        return listing(
             self._table,
             ListSource(partition=keys.collection(tenant, keys.INSTRUCTOR)),
+            query,
             id_prefix=ID_PREFIX,
-            limit=query.limit,
-            starting_after=query.starting_after,
-            ending_before=query.ending_before,
-        )
-        return Listing(
-            items=[_from_item(tenant, item) for item in page.items],
-            has_more=page.has_more,
-            total_count=self.count(tenant),
+            convert=lambda item: _from_item(tenant, item),
+            total_count=lambda: self.count(tenant),
         )
 
     def count(self, tenant: Tenant) -> int:
         """Every instructor of the tenant, from the counter (one item read)."""
-        name = keys.counter_name()
-        item = self._table.get_item(
-            Key=keys.counters(tenant, keys.INSTRUCTOR),
-            ProjectionExpression="#n",
-            ExpressionAttributeNames={"#n": name},
-            ConsistentRead=True,
-        ).get("Item")
-        return int(cast("Any", (item or {}).get(name, 0)))
+        return counters.read(self._table, tenant, keys.INSTRUCTOR)
 
 
 def _to_item(tenant: Tenant, instructor: Instructor) -> dict[str, Any]:
