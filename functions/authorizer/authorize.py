@@ -1,4 +1,5 @@
-"""TOKEN authorizer: `Bearer <key>` → SHA-256 → one GetItem → Allow on the whole API, or 401."""
+"""TOKEN authorizer: `Bearer <key>` → SHA-256 → one GetItem → Allow on the whole API, 401 for a
+key that must not pass, 503 when the key store cannot say."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from aws_lambda_powertools.utilities.data_classes.api_gateway_authorizer_event i
     APIGatewayAuthorizerTokenEvent,
 )
 from aws_lambda_powertools.utilities.typing import LambdaContext
+from botocore.exceptions import BotoCoreError, ClientError
 
 from learnflow import clients
 from learnflow.db.accounts import AccountRepository, ApiKey
@@ -17,9 +19,12 @@ from learnflow.keys import hash_secret, key_type, parse_authorization
 from learnflow.observability import logger
 
 # API Gateway answers 401 (its UNAUTHORIZED gateway response) exactly when a TOKEN authorizer
-# raises an error whose message is "Unauthorized"; a Deny policy would be a 403 and any other
-# error a 500, so every refusal takes this one path.
+# raises an error whose message is "Unauthorized"; a Deny policy would be a 403. Any other error
+# is its AUTHORIZER_FAILURE / AUTHORIZER_CONFIGURATION_ERROR response, which template.yaml makes a
+# 503 service_unavailable with Retry-After: what a key store that cannot be read must answer, so
+# a client with a good key is never told that its key is bad.
 UNAUTHORIZED = "Unauthorized"
+UNAVAILABLE = "KeyStoreUnavailable"
 
 
 class _RefusedError(Exception):
@@ -27,8 +32,9 @@ class _RefusedError(Exception):
 
 
 def _repository() -> AccountRepository:
-    # clients.table() is built at the first request and cached; the repository is a thin wrapper.
-    return AccountRepository(clients.table())
+    # Built at the first request and cached; its short timeouts keep a slow read inside this
+    # function's own timeout, so it ends as a 503 rather than a timeout.
+    return AccountRepository(clients.key_store())
 
 
 def context_of(key: ApiKey) -> dict[str, str]:
@@ -90,8 +96,14 @@ def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, A
         return authorize(event, time.time())
     except _RefusedError as refusal:
         logger.info("unauthorized", extra={"reason": str(refusal)})
+    except (ClientError, BotoCoreError):
+        # The key store could not be read (an error, a throttle, a timeout): we cannot tell
+        # whether the key is good, so the answer is "retry" (503), never "your key is bad" (401).
+        # The log formatter scrubs any key from the traceback.
+        logger.exception("authorizer could not read the key store")
+        raise Exception(UNAVAILABLE) from None
     except Exception:
-        # Every failure (a DynamoDB error, a malformed event) must still be a 401, never a 500
-        # that a client could tell apart; the log formatter scrubs any key from the traceback.
-        logger.exception("authorizer failed")
+        # Anything else (a malformed event, an item that is not a key) says nothing good about
+        # the request: it is refused like an unknown key.
+        logger.exception("authorizer refused an unreadable request")
     raise Exception(UNAUTHORIZED)

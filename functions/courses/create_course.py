@@ -7,16 +7,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import course_repository
-from learnflow.http import caller, make_app, ok, respond
+from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.courses import CourseCreate, CourseOut
 from learnflow.observability import logger
 
-app = make_app(permission="courses:write")
+app = make_app(permission="courses:write", creates="crs")
 
 
 @app.post("/courses", responses=ok(201, "The new course, a draft", CourseOut))
 def create_course(body: CourseCreate) -> Response[str]:
-    course = course_repository().create(caller(app).tenant, body)
+    course = course_repository().create(caller(app).tenant, body, course_id=new_id(app))
     return respond(CourseOut.from_domain(course), 201)
 
 

@@ -1,4 +1,4 @@
-"""POST /enrollments/{enrollment_id}/cancel (not built yet: answers 501 `not_implemented`)."""
+"""POST /enrollments/{enrollment_id}/cancel: cancel, and with `refund: true` refund in full."""
 
 from typing import Any
 
@@ -6,16 +6,23 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import enrollment_service
+from learnflow.http import caller, make_app, ok, recovery_token, respond
+from learnflow.models.enrollments import EnrollmentCancel, EnrollmentOut
 from learnflow.observability import logger
 
 app = make_app(permission="enrollments:write")
 
 
-@app.post("/enrollments/<enrollment_id>/cancel")
-def cancel_enrollment(enrollment_id: str) -> Response[str]:
-    raise NotImplementedYetError("POST /enrollments/{enrollment_id}/cancel is not implemented yet.")
+@app.post(
+    "/enrollments/<enrollment_id>/cancel",
+    responses=ok(200, "The enrollment, canceled", EnrollmentOut),
+)
+def cancel_enrollment(enrollment_id: str, body: EnrollmentCancel) -> Response[str]:
+    enrollment = enrollment_service().cancel(
+        caller(app).tenant, enrollment_id, body, token=recovery_token(app)
+    )
+    return respond(EnrollmentOut.from_domain(enrollment))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,4 @@
-"""POST /enrollments (not built yet: answers 501 `not_implemented`)."""
+"""POST /enrollments: enroll a student in a published course, charging its price exactly once."""
 
 from typing import Any
 
@@ -6,16 +6,21 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import enrollment_service
+from learnflow.http import caller, make_app, new_id, ok, remaining_ms, respond
+from learnflow.models.enrollments import EnrollmentCreate, EnrollmentOut
 from learnflow.observability import logger
+from learnflow.services.enrollments import Budget
 
-app = make_app(permission="enrollments:write")
+app = make_app(permission="enrollments:write", creates="enr")
 
 
-@app.post("/enrollments")
-def create_enrollment() -> Response[str]:
-    raise NotImplementedYetError("POST /enrollments is not implemented yet.")
+@app.post("/enrollments", responses=ok(201, "The new enrollment, active", EnrollmentOut))
+def create_enrollment(body: EnrollmentCreate) -> Response[str]:
+    enrollment = enrollment_service().enroll(
+        caller(app).tenant, body, enrollment_id=new_id(app), budget=Budget.of(remaining_ms(app))
+    )
+    return respond(EnrollmentOut.from_domain(enrollment), 201)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,4 @@
-"""GET /enrollments/{enrollment_id} (not built yet: answers 501 `not_implemented`)."""
+"""GET /enrollments/{enrollment_id}."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import enrollment_repository
+from learnflow.http import caller, make_app, ok, respond
+from learnflow.models.enrollments import EnrollmentOut
 from learnflow.observability import logger
 
 app = make_app(permission="enrollments:read")
 
 
-@app.get("/enrollments/<enrollment_id>")
+@app.get("/enrollments/<enrollment_id>", responses=ok(200, "The enrollment", EnrollmentOut))
 def get_enrollment(enrollment_id: str) -> Response[str]:
-    raise NotImplementedYetError("GET /enrollments/{enrollment_id} is not implemented yet.")
+    enrollment = enrollment_repository().get(caller(app).tenant, enrollment_id)
+    return respond(EnrollmentOut.from_domain(enrollment))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

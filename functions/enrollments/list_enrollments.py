@@ -1,4 +1,4 @@
-"""GET /enrollments (not built yet: answers 501 `not_implemented`)."""
+"""GET /enrollments: newest first, filtered by student, course and status (alone or combined)."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import enrollment_repository
+from learnflow.http import caller, make_app, ok, query, respond
+from learnflow.models.enrollments import EnrollmentList, EnrollmentListQuery
 from learnflow.observability import logger
 
-app = make_app(permission="enrollments:read")
+app = make_app(permission="enrollments:read", query=EnrollmentListQuery)
 
 
-@app.get("/enrollments")
+@app.get("/enrollments", responses=ok(200, "A page of enrollments, newest first", EnrollmentList))
 def list_enrollments() -> Response[str]:
-    raise NotImplementedYetError("GET /enrollments is not implemented yet.")
+    listing = enrollment_repository().list(caller(app).tenant, query(app, EnrollmentListQuery))
+    return respond(EnrollmentList.of(listing))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

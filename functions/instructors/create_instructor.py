@@ -7,16 +7,16 @@ from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.deps import instructor_repository
-from learnflow.http import caller, make_app, ok, respond
+from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.instructors import InstructorCreate, InstructorOut
 from learnflow.observability import logger
 
-app = make_app(permission="instructors:write")
+app = make_app(permission="instructors:write", creates="ins")
 
 
 @app.post("/instructors", responses=ok(201, "The new instructor", InstructorOut))
 def create_instructor(body: InstructorCreate) -> Response[str]:
-    instructor = instructor_repository().create(caller(app).tenant, body)
+    instructor = instructor_repository().create(caller(app).tenant, body, instructor_id=new_id(app))
     return respond(InstructorOut.from_domain(instructor), 201)
 
 

@@ -1,4 +1,4 @@
-"""POST /students (not built yet: answers 501 `not_implemented`)."""
+"""POST /students: a new student (201); 409 `email_taken` for an address already in use."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import student_repository
+from learnflow.http import caller, make_app, new_id, ok, respond
+from learnflow.models.students import StudentCreate, StudentOut
 from learnflow.observability import logger
 
-app = make_app(permission="students:write")
+app = make_app(permission="students:write", creates="stu")
 
 
-@app.post("/students")
-def create_student() -> Response[str]:
-    raise NotImplementedYetError("POST /students is not implemented yet.")
+@app.post("/students", responses=ok(201, "The new student", StudentOut))
+def create_student(body: StudentCreate) -> Response[str]:
+    student = student_repository().create(caller(app).tenant, body, student_id=new_id(app))
+    return respond(StudentOut.from_domain(student), 201)
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

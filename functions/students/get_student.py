@@ -1,4 +1,4 @@
-"""GET /students/{student_id} (not built yet: answers 501 `not_implemented`)."""
+"""GET /students/{student_id}."""
 
 from typing import Any
 
@@ -6,16 +6,17 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import student_repository
+from learnflow.http import caller, make_app, ok, respond
+from learnflow.models.students import StudentOut
 from learnflow.observability import logger
 
 app = make_app(permission="students:read")
 
 
-@app.get("/students/<student_id>")
+@app.get("/students/<student_id>", responses=ok(200, "The student", StudentOut))
 def get_student(student_id: str) -> Response[str]:
-    raise NotImplementedYetError("GET /students/{student_id} is not implemented yet.")
+    return respond(StudentOut.from_domain(student_repository().get(caller(app).tenant, student_id)))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,4 @@
-"""GET /students (not built yet: answers 501 `not_implemented`)."""
+"""GET /students: newest first, filtered by e-mail (case-insensitive), with cursors."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import student_repository
+from learnflow.http import caller, make_app, ok, query, respond
+from learnflow.models.students import StudentList, StudentListQuery
 from learnflow.observability import logger
 
-app = make_app(permission="students:read")
+app = make_app(permission="students:read", query=StudentListQuery)
 
 
-@app.get("/students")
+@app.get("/students", responses=ok(200, "A page of students, newest first", StudentList))
 def list_students() -> Response[str]:
-    raise NotImplementedYetError("GET /students is not implemented yet.")
+    listing = student_repository().list(caller(app).tenant, query(app, StudentListQuery))
+    return respond(StudentList.of(listing))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

@@ -1,4 +1,4 @@
-"""PATCH /students/{student_id} (not built yet: answers 501 `not_implemented`)."""
+"""PATCH /students/{student_id}: name, e-mail (still unique) and metadata."""
 
 from typing import Any
 
@@ -6,16 +6,18 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.errors import NotImplementedYetError
-from learnflow.http import make_app
+from learnflow.deps import student_repository
+from learnflow.http import caller, make_app, ok, respond
+from learnflow.models.students import StudentOut, StudentUpdate
 from learnflow.observability import logger
 
 app = make_app(permission="students:write")
 
 
-@app.patch("/students/<student_id>")
-def update_student(student_id: str) -> Response[str]:
-    raise NotImplementedYetError("PATCH /students/{student_id} is not implemented yet.")
+@app.patch("/students/<student_id>", responses=ok(200, "The updated student", StudentOut))
+def update_student(student_id: str, body: StudentUpdate) -> Response[str]:
+    student = student_repository().update(caller(app).tenant, student_id, body)
+    return respond(StudentOut.from_domain(student))
 
 
 @logger.inject_lambda_context(correlation_id_path=correlation_paths.API_GATEWAY_REST)

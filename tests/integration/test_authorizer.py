@@ -11,11 +11,13 @@ from typing import TYPE_CHECKING, Any, cast
 
 import boto3
 import pytest
+from botocore.exceptions import ReadTimeoutError
 
 from functions.authorizer import authorize
 from learnflow import clients
 from learnflow.observability import logger
 from learnflow_cli.admin.service import Admin
+from learnflow_cli.template import load_template
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
@@ -50,7 +52,7 @@ def dynamodb_calls(table: Table) -> list[str]:
     def count(model: Any, **_: Any) -> None:
         calls.append(model.name)
 
-    table.meta.client.meta.events.register("before-call.dynamodb", count)
+    clients.key_store().meta.client.meta.events.register("before-call.dynamodb", count)
     return calls
 
 
@@ -267,12 +269,58 @@ def test_malformed_method_arn_is_unauthorized_not_an_error(
     assert refused(load_event, f"Bearer {key['secret']}", methodArn="not-an-arn")
 
 
-def test_a_dynamodb_failure_is_unauthorized_not_an_error(
+def template_function(name: str) -> dict[str, Any]:
+    """A function's properties in template.yaml, with the Globals it inherits."""
+    template = load_template()
+    merged = dict(template["Globals"]["Function"])
+    merged.update(template["Resources"][name]["Properties"])
+    return merged
+
+
+def unavailable(load_event: LoadEvent, token: str) -> bool:
+    """API Gateway's AUTHORIZER_FAILURE: any error but "Unauthorized" (template.yaml: 503)."""
+    with pytest.raises(Exception) as error:  # noqa: PT011 - API Gateway needs exactly Exception
+        invoke(load_event, token)
+    return type(error.value) is Exception and str(error.value) == authorize.UNAVAILABLE
+
+
+def test_a_dynamodb_failure_is_unavailable_never_unauthorized(
     load_event: LoadEvent, admin: Admin, account: dict[str, Any], table: Table
 ) -> None:
     key = admin.create_key(account["id"], "test")
     table.delete()
-    assert refused(load_event, f"Bearer {key['secret']}")
+    assert unavailable(load_event, f"Bearer {key['secret']}")
+
+
+def test_a_slow_key_store_is_unavailable_within_the_authorizers_timeout(
+    load_event: LoadEvent,
+    admin: Admin,
+    account: dict[str, Any],
+    table: Table,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    key = admin.create_key(account["id"], "test")
+    attempts: list[str] = []
+
+    def time_out(request: Any, **_: Any) -> None:
+        attempts.append(request.url)
+        raise ReadTimeoutError(endpoint_url=request.url)
+
+    clients.key_store().meta.client.meta.events.register("before-send.dynamodb", time_out)
+    assert unavailable(load_event, f"Bearer {key['secret']}")
+    retries: dict[str, Any] = getattr(clients.KEY_STORE_CONFIG, "retries")  # noqa: B009
+    assert len(attempts) == retries["total_max_attempts"]
+
+
+def test_the_key_stores_retries_and_timeouts_fit_inside_the_authorizers_timeout() -> None:
+    """Worst case: every attempt connects and reads up to its timeouts, and standard mode waits
+    at most 1 s between the first attempts (its backoff is random, up to 2**attempt s)."""
+    config = clients.KEY_STORE_CONFIG
+    attempts = int(getattr(config, "retries")["total_max_attempts"])  # noqa: B009
+    per_attempt = float(getattr(config, "connect_timeout")) + float(getattr(config, "read_timeout"))  # noqa: B009
+    backoff = sum(2.0**n for n in range(attempts - 1))
+    timeout = template_function("AuthorizerFunction")["Timeout"]
+    assert attempts * per_attempt + backoff < timeout
 
 
 def test_an_item_of_another_type_under_a_key_hash_is_not_a_key(

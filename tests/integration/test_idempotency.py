@@ -1,4 +1,4 @@
-"""Idempotency-Key on POSTs (CONTRACT §7) over moto's table: a tiny app and the real handlers."""
+"""Idempotency-Key on POSTs and PATCHes over moto's table: a tiny app and the real handlers."""
 
 from __future__ import annotations
 
@@ -123,6 +123,10 @@ class Reply:
     def error(self) -> dict[str, Any]:
         return dict(self.body["error"])
 
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
 
 def invoke(
     handler: Callable[[dict[str, Any], Any], dict[str, Any]],
@@ -166,10 +170,16 @@ def record(tenant: Tenant, key: str) -> dict[str, Any] | None:
     return dict(item) if item else None
 
 
+def recovery() -> str:
+    return "rcv-fixed"
+
+
 def claim_for(store: IdempotencyStore, event: dict[str, Any], tenant: Tenant, key: str) -> Claim:
     """What a first request with `event`'s method, path and body claims (as another invocation)."""
     request_fingerprint = idempotency.fingerprint("POST", event["path"], {}, event["body"])
-    claim = store.claim(tenant, key, request_fingerprint, method="POST", path=event["path"])
+    claim = store.claim(
+        tenant, key, request_fingerprint, method="POST", path=event["path"], recovery_id=recovery
+    )
     assert isinstance(claim, Claim)
     return claim
 
@@ -326,14 +336,28 @@ def test_path_with_another_id_is_another_request(tiny: Tiny) -> None:
     assert tiny.runs == ["cancel thg_1"]
 
 
-def test_other_methods_ignore_the_key(tiny: Tiny) -> None:
-    assert tiny.post({"title": "Intro"}).status == 201
-    for _ in range(2):
-        reply = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH"))
-        assert (reply.status, reply.replayed) == (200, False)
+def test_patch_takes_the_key_with_the_same_rules(tiny: Tiny) -> None:
+    first = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH"))
+    again = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH"))
+    assert (first.status, again.status, again.replayed, again.text) == (200, 200, True, first.text)
     invalid = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH", key=""))
-    assert invalid.status == 200  # not even validated
-    assert tiny.runs == ["Intro", "update thg_1", "update thg_1", "update thg_1"]
+    assert (invalid.status, invalid.error["param"]) == (400, "Idempotency-Key")
+    assert tiny.runs == ["update thg_1"]
+
+
+def test_a_key_reused_across_methods_is_400_key_reused(tiny: Tiny) -> None:
+    assert tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="PATCH")).ok
+    reply = tiny.call(tiny.event({"title": "New"}, path="/things/thg_1", method="POST"))
+    assert (reply.status, reply.error["code"]) == (400, "idempotency_key_reused")
+    assert tiny.runs == ["update thg_1"]
+
+
+def test_get_ignores_the_key(tiny: Tiny) -> None:
+    event = request("list_courses", tiny.tenant, key="", query={})
+    event["path"] = event["resource"] = "/things"
+    tiny.app.get("/things")(lambda: respond({"ok": True}))
+    assert tiny.call(event).status == 200  # not even validated
+    assert record(tiny.tenant, "") is None
 
 
 def test_different_key_runs_again(tiny: Tiny) -> None:
@@ -404,7 +428,15 @@ def test_5xx_is_not_saved_so_the_retry_runs_again(tiny: Tiny, title: str) -> Non
     tiny.failures_left = 1
     first = tiny.post({"title": title})
     assert (first.status, first.error["type"]) == ((500, 503)[title == "throttled"], "api_error")
-    assert record(tiny.tenant, "k-1") is None  # the claim was released
+    if title == "throttled":
+        assert first.headers["Retry-After"] == "1"
+    kept = record(tiny.tenant, "k-1")
+    assert kept is not None  # released: the lease is over, the recovery point is kept
+    assert (kept["status"], kept["lease_expires_at"], "response_status" in kept) == (
+        "in_progress",
+        0,
+        False,
+    )
     retry = tiny.post({"title": title})
     assert not retry.replayed
     assert tiny.runs == [title, title]
@@ -509,10 +541,12 @@ def test_claim_lease_is_the_invocations_remaining_time(tiny: Tiny) -> None:
 def test_claim_record_expires_in_24_hours(table: Table, tenant: Tenant) -> None:
     store = IdempotencyStore(table, clock=lambda: 1_000.0)
     fp = idempotency.fingerprint("POST", "/things", {}, "{}")
-    assert isinstance(store.claim(tenant, "k-1", fp, method="POST", path="/things"), Claim)
+    claim = store.claim(tenant, "k-1", fp, method="POST", path="/things", recovery_id=recovery)
+    assert isinstance(claim, Claim)
     saved = record(tenant, "k-1")
     assert saved is not None
     assert (saved["lease_expires_at"], saved["expires_at"]) == (1_030_000, 1_000 + 24 * 3600)
+    assert saved["recovery_id"] == "rcv-fixed"
 
 
 def test_record_older_than_24_hours_runs_again(tiny: Tiny) -> None:
@@ -539,7 +573,7 @@ def test_replay_costs_one_failed_write_and_no_read(tiny: Tiny) -> None:
         tiny.post({"title": "flaky"}, key="k-fault")
     assert dict(first.calls) == {"PutItem": 1, "UpdateItem": 1}
     assert dict(again.calls) == {"PutItem": 1}
-    assert dict(fault.calls) == {"PutItem": 1, "DeleteItem": 1}
+    assert dict(fault.calls) == {"PutItem": 1, "UpdateItem": 1}  # claim, release
 
 
 class BrokenCompletion(IdempotencyStore):
@@ -561,10 +595,16 @@ def test_a_failed_completion_does_not_change_the_answer(table: Table, tenant: Te
 # --------------------------------------------------------------------------- the store itself
 
 
+def claim(store: IdempotencyStore, tenant: Tenant, key: str, fp: str = "fp") -> Claim | Saved:
+    ids = iter(f"rcv-{n}" for n in range(1, 100))
+    return store.claim(tenant, key, fp, method="POST", path="/x", recovery_id=lambda: next(ids))
+
+
 def test_store_claim_complete_replay_release(table: Table, tenant: Tenant) -> None:
     store = IdempotencyStore(table)
-    claim = store.claim(tenant, "s-1", "fp", method="POST", path="/x")
-    assert isinstance(claim, Claim)
+    first = claim(store, tenant, "s-1")
+    assert isinstance(first, Claim)
+    assert (first.recovery_id, first.resumed) == ("rcv-1", False)
     item = record(tenant, "s-1")
     assert item is not None
     assert (item["PK"], item["SK"]) == (f"IDEM#{tenant.account_id}#test#s-1", "IDEM")
@@ -575,16 +615,78 @@ def test_store_claim_complete_replay_release(table: Table, tenant: Tenant) -> No
         "/x",
     )
     with pytest.raises(errors.IdempotencyInProgressError):
-        store.claim(tenant, "s-1", "fp", method="POST", path="/x")
+        claim(store, tenant, "s-1")
     with pytest.raises(errors.IdempotencyKeyReusedError):
-        store.claim(tenant, "s-1", "other", method="POST", path="/x")
-    assert store.complete(claim, 201, '{"ok": true}')
-    assert store.claim(tenant, "s-1", "fp", method="POST", path="/x") == Saved(201, '{"ok": true}')
-    second = store.claim(tenant, "s-2", "fp", method="POST", path="/x")
+        claim(store, tenant, "s-1", "other")
+    assert store.complete(first, 201, '{"ok": true}')
+    assert claim(store, tenant, "s-1") == Saved(201, '{"ok": true}')
+    second = claim(store, tenant, "s-2")
     assert isinstance(second, Claim)
     assert store.release(second)
-    assert record(tenant, "s-2") is None
-    assert isinstance(store.claim(tenant, "s-2", "fp", method="POST", path="/x"), Claim)
+    # released after a 5xx: the same request resumes it, with the same recovery point
+    resumed = claim(store, tenant, "s-2")
+    assert isinstance(resumed, Claim)
+    assert (resumed.recovery_id, resumed.resumed) == (second.recovery_id, True)
+    assert resumed.token != second.token
+    assert not store.complete(second, 201, "{}")  # the old run's token no longer counts
+    assert store.release(resumed)
+    # another request with the released key is still a reuse: the first may have done its work
+    with pytest.raises(errors.IdempotencyKeyReusedError):
+        claim(store, tenant, "s-2", "other")
+
+
+def test_two_retries_racing_for_a_released_claim_resume_it_once(
+    table: Table, tenant: Tenant
+) -> None:
+    store = IdempotencyStore(table)
+    first = claim(store, tenant, "s-3")
+    assert isinstance(first, Claim)
+    assert store.release(first)
+    # both retries read the released record before either writes: one takes it over
+    stale = record(tenant, "s-3")
+    assert stale is not None
+    winner = store._take_over(tenant, "s-3", stale, "token-a", 5_000)
+    loser = store._take_over(tenant, "s-3", stale, "token-b", 5_000)
+    assert winner is not None
+    assert (winner.recovery_id, winner.resumed, loser) == (first.recovery_id, True, None)
+    # and a retry arriving now meets the winner's live lease
+    with pytest.raises(errors.IdempotencyInProgressError):
+        claim(store, tenant, "s-3")
+
+
+def test_a_resent_claim_whose_first_try_was_written_is_still_this_claim(
+    table: Table, tenant: Tenant
+) -> None:
+    store = IdempotencyStore(table)
+    sent: list[dict[str, Any]] = []
+
+    class Resending:
+        """An endpoint that writes the first try, loses its answer, and gets the resend."""
+
+        def put_item(self, **kwargs: Any) -> Any:
+            sent.append(kwargs)
+            table.put_item(**kwargs)
+            return table.put_item(**kwargs)
+
+        def __getattr__(self, name: str) -> Any:
+            return getattr(table, name)
+
+    resending = IdempotencyStore(cast("Table", Resending()))
+    taken = claim(resending, tenant, "s-4")
+    assert isinstance(taken, Claim)
+    assert len(sent) == 1
+    assert taken.token == (record(tenant, "s-4") or {}).get("token")
+    with pytest.raises(errors.IdempotencyInProgressError):  # it is in progress, as claimed
+        claim(store, tenant, "s-4")
+
+
+def test_a_crashed_claim_is_resumed_only_by_the_same_request(tiny: Tiny) -> None:
+    crashed = IdempotencyStore(clients.table(), clock=lambda: time.time() - 31)
+    claim_for(crashed, tiny.event({"title": "Intro"}), tiny.tenant, "k-1")
+    other = tiny.post({"title": "Other"})
+    assert (other.status, other.error["code"]) == (400, "idempotency_key_reused")
+    assert tiny.runs == []
+    assert tiny.post({"title": "Intro"}).status == 201
 
 
 class NoOldImageTable:
@@ -608,13 +710,13 @@ def test_store_reads_the_record_where_the_failed_put_does_not_return_it(
 ) -> None:
     endpoint = NoOldImageTable(table)
     store = IdempotencyStore(cast("Table", endpoint))
-    claim = IdempotencyStore(table).claim(tenant, "s-1", "fp", method="POST", path="/x")
-    assert isinstance(claim, Claim)
+    first = claim(IdempotencyStore(table), tenant, "s-1")
+    assert isinstance(first, Claim)
     with pytest.raises(errors.IdempotencyInProgressError):
-        store.claim(tenant, "s-1", "fp", method="POST", path="/x")
+        claim(store, tenant, "s-1")
     assert endpoint.gets == 1
-    IdempotencyStore(table).complete(claim, 400, "{}")
-    assert store.claim(tenant, "s-1", "fp", method="POST", path="/x") == Saved(400, "{}")
+    IdempotencyStore(table).complete(first, 400, "{}")
+    assert claim(store, tenant, "s-1") == Saved(400, "{}")
 
 
 # --------------------------------------------------------------------------- POST /courses

@@ -400,8 +400,8 @@ def test_table_has_keys_indexes_ttl_stream_recovery_and_encryption(
         {"AttributeName": "PK", "KeyType": "HASH"},
         {"AttributeName": "SK", "KeyType": "RANGE"},
     ]
-    assert sorted(gsis) == [f"GSI{n}" for n in range(1, 6)]
-    for n in range(1, 6):
+    assert sorted(gsis) == [f"GSI{n}" for n in range(1, 8)]
+    for n in range(1, 8):
         assert gsis[f"GSI{n}"]["KeySchema"] == [
             {"AttributeName": f"GSI{n}PK", "KeyType": "HASH"},
             {"AttributeName": f"GSI{n}SK", "KeyType": "RANGE"},
@@ -409,7 +409,7 @@ def test_table_has_keys_indexes_ttl_stream_recovery_and_encryption(
         assert gsis[f"GSI{n}"]["Projection"] == {"ProjectionType": "ALL"}
     assert set(attributes.values()) == {"S"}
     assert set(attributes) == {"PK", "SK"} | {
-        f"GSI{n}{k}" for n in range(1, 6) for k in ["PK", "SK"]
+        f"GSI{n}{k}" for n in range(1, 8) for k in ["PK", "SK"]
     }
     assert properties["TimeToLiveSpecification"] == {"AttributeName": "expires_at", "Enabled": True}
     assert properties["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
@@ -437,7 +437,7 @@ def test_table_definition_creates_the_same_table_through_boto3(
     assert definition.point_in_time_recovery is True
     assert [k["AttributeName"] for k in described["KeySchema"]] == ["PK", "SK"]
     assert sorted(i["IndexName"] for i in described["GlobalSecondaryIndexes"]) == [
-        f"GSI{n}" for n in range(1, 6)
+        f"GSI{n}" for n in range(1, 8)
     ]
     assert described["StreamSpecification"] == {
         "StreamEnabled": True,
@@ -473,9 +473,10 @@ def test_routes_need_the_authorizer_and_a_key_except_the_openapi_document(
 def test_routes_see_the_global_environment(template: dict[str, Any]) -> None:
     for route in routes(template):
         assert route.environment["LEARNFLOW_TABLE"] == {"Ref": "Table"}
-        assert route.environment["LEARNFLOW_STRIPE_SECRET_PARAMETER"] == {
-            "Ref": "StripeSecretParameterName"
-        }
+        for mode in ("Test", "Live"):
+            assert route.environment[f"LEARNFLOW_STRIPE_SECRET_PARAMETER_{mode.upper()}"] == {
+                "Ref": f"Stripe{mode}SecretParameterName"
+            }
         assert route.environment["POWERTOOLS_SERVICE_NAME"] == "learnflow"
         assert route.environment["POWERTOOLS_DEV"] == "false"
 
@@ -555,10 +556,11 @@ def test_route_function_gets_only_the_table_access_it_needs(
     else:
         assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= actions
     assert bool(ssm) is (kind == STRIPE)
-    if ssm:
-        assert ssm[0]["Resource"]["Fn::Sub"][1] == {
-            "parameterName": {"Ref": "StripeSecretParameterName"}
-        }
+    if ssm:  # both of Stripe's secrets, test and live, and nothing else
+        assert sorted(s["Resource"]["Fn::Sub"][1]["parameterName"]["Ref"] for s in ssm) == [
+            "StripeLiveSecretParameterName",
+            "StripeTestSecretParameterName",
+        ]
 
 
 def test_authorizer_function_may_only_get_items(transformed: dict[str, Any]) -> None:

@@ -43,11 +43,19 @@ def test_missing_table_is_a_configuration_error(monkeypatch: pytest.MonkeyPatch)
 
 
 def test_blank_values_count_as_missing(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_KEY", "   ")
+    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_KEY_TEST", "   ")
+    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_KEY_LIVE", "sk_live_x")
     monkeypatch.delenv("LEARNFLOW_SENDER_EMAIL", raising=False)
     get_settings.cache_clear()
-    assert get_settings().stripe_secret_key is None
+    assert get_settings().stripe_secret_keys == {"live": "sk_live_x"}
     assert get_settings().sender_email == "no-reply@learnflow.com"
+
+
+def test_stripe_secrets_are_read_per_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_PARAMETER_TEST", "/lf/test")
+    monkeypatch.setenv("LEARNFLOW_STRIPE_SECRET_PARAMETER_LIVE", "/lf/live")
+    get_settings.cache_clear()
+    assert get_settings().stripe_secret_parameters == {"test": "/lf/test", "live": "/lf/live"}
 
 
 def test_importing_the_layer_reads_no_settings() -> None:

@@ -21,12 +21,22 @@ if TYPE_CHECKING:
 # boto3's sessions are not thread-safe when clients are created concurrently (tests and tools
 # call handlers from threads), so clients are built from one session under a lock.
 _lock = threading.Lock()
-# DynamoDB answers in milliseconds: short timeouts let the standard retries (3 attempts) finish
-# well inside the functions' 10 s timeout instead of being cut off by it mid-retry.
+# DynamoDB answers in milliseconds: short timeouts let the standard retries finish inside the
+# functions' 10 s timeout instead of being cut off by it mid-retry: three attempts of at most
+# 0.5 + 1.5 s, and standard mode's random backoff of at most 1 s then 2 s between them: 9 s.
+# (`total_max_attempts` counts the first attempt; botocore's `max_attempts` would not.)
 _BOTO_CONFIG = Config(
-    retries={"mode": "standard", "max_attempts": 3},
-    connect_timeout=1,
-    read_timeout=2,
+    retries={"mode": "standard", "total_max_attempts": 3},
+    connect_timeout=0.5,
+    read_timeout=1.5,
+)
+# The authorizer must answer inside its own 5 s timeout even when DynamoDB is slow, so that a
+# slow key store ends as its 503 (a raised error), never as a timeout: two attempts of at most
+# 0.5 + 0.8 s, and at most 1 s of backoff between them: 3.6 s.
+KEY_STORE_CONFIG = Config(
+    retries={"mode": "standard", "total_max_attempts": 2},
+    connect_timeout=0.5,
+    read_timeout=0.8,
 )
 
 
@@ -51,6 +61,16 @@ def table() -> Table:
 
 
 @lru_cache(maxsize=1)
+def key_store() -> Table:
+    """The table as the authorizer reads it: with the short timeouts of KEY_STORE_CONFIG."""
+    with _lock:
+        resource = _session().resource(
+            "dynamodb", region_name=get_settings().region, config=KEY_STORE_CONFIG
+        )
+    return resource.Table(get_settings().require_table())
+
+
+@lru_cache(maxsize=1)
 def ses() -> SESV2Client:
     with _lock:
         return _session().client("sesv2", region_name=get_settings().region, config=_BOTO_CONFIG)
@@ -58,5 +78,5 @@ def ses() -> SESV2Client:
 
 def reset() -> None:
     """Forget every cached client and setting (tests, or the local stack after re-pointing)."""
-    for factory in (dynamodb, table, ses, get_settings):
+    for factory in (dynamodb, table, key_store, ses, get_settings):
         factory.cache_clear()

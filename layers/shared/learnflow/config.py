@@ -16,10 +16,12 @@ class Settings:
     table_name: str | None
     region: str
     sender_email: str
-    # Production reads the Stripe secret from this SSM SecureString (through Powertools parameters)
-    stripe_secret_parameter: str | None
-    # The local stack and tests pass the secret directly instead
-    stripe_secret_key: str | None
+    # Production reads Stripe's secrets from these SSM SecureStrings (through Powertools
+    # parameters), by mode: the test secret for requests made with test keys, the live one for
+    # live keys
+    stripe_secret_parameters: dict[str, str]
+    # The local stack and tests pass the secrets directly instead
+    stripe_secret_keys: dict[str, str]
     # Where the Stripe SDK sends requests; None is Stripe itself
     stripe_api_base: str | None
     service_name: str
@@ -35,6 +37,12 @@ def _optional(name: str) -> str | None:
     return value or None
 
 
+def _by_mode(prefix: str) -> dict[str, str]:
+    """`<prefix>_TEST` and `<prefix>_LIVE` as {"test": …, "live": …}, leaving out unset ones."""
+    found = {mode: _optional(f"{prefix}_{mode.upper()}") for mode in ("test", "live")}
+    return {mode: value for mode, value in found.items() if value}
+
+
 @lru_cache(maxsize=1)
 def get_settings() -> Settings:
     """The settings of this process; tests call `get_settings.cache_clear()` after changing env."""
@@ -42,8 +50,8 @@ def get_settings() -> Settings:
         table_name=_optional("LEARNFLOW_TABLE"),
         region=_optional("AWS_REGION") or _optional("AWS_DEFAULT_REGION") or "us-east-1",
         sender_email=_optional("LEARNFLOW_SENDER_EMAIL") or "no-reply@learnflow.com",
-        stripe_secret_parameter=_optional("LEARNFLOW_STRIPE_SECRET_PARAMETER"),
-        stripe_secret_key=_optional("LEARNFLOW_STRIPE_SECRET_KEY"),
+        stripe_secret_parameters=_by_mode("LEARNFLOW_STRIPE_SECRET_PARAMETER"),
+        stripe_secret_keys=_by_mode("LEARNFLOW_STRIPE_SECRET_KEY"),
         stripe_api_base=_optional("LEARNFLOW_STRIPE_API_BASE"),
         service_name=_optional("POWERTOOLS_SERVICE_NAME") or "learnflow",
     )

@@ -127,6 +127,21 @@ class ServiceUnavailableError(AppError):
     default_code = "service_unavailable"
 
 
+# Seconds a client is asked to wait before retrying a 503 (the conditions behind one pass in
+# milliseconds to seconds; a client may retry sooner with the same Idempotency-Key).
+RETRY_AFTER_SECONDS = 1
+
+
+def service_unavailable(
+    message: str = "The service is briefly unavailable. It is safe to retry.",
+) -> ServiceUnavailableError:
+    """A transient fault of ours (throttling, a conflict that outlasted its retries, a slow
+    dependency): nothing is saved, and the same request may be retried as it is."""
+    return ServiceUnavailableError(
+        message, code="service_unavailable", headers={"Retry-After": str(RETRY_AFTER_SECONDS)}
+    )
+
+
 def parameter_missing(param: str) -> InvalidRequestError:
     return InvalidRequestError(
         f"Missing required parameter: {param}.", code="parameter_missing", param=param

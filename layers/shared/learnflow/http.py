@@ -3,14 +3,16 @@
 `make_app(permission=…)` gives a resolver that, for every request, in the contract's order
 (CONTRACT §1: route → key → rate limit → permission → input → the work):
 reads the caller from the authorizer's context, counts the request against the account's
-per-minute limit, checks the route's permission, claims a POST's `Idempotency-Key` (CONTRACT §7:
-a repeat replays the first response), rejects unknown query parameters and bad JSON,
+per-minute limit, checks the route's permission, claims a POST's or PATCH's `Idempotency-Key`
+(CONTRACT §7: a repeat replays the first response, a retry after a fault resumes the first run
+from its recovery point), rejects unknown query parameters and bad JSON,
 validates input with pydantic (errors → 400 with `param`), runs the handler, and answers every
 error in the envelope of CONTRACT §3 with `Request-Id` and the rate-limit headers.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
@@ -28,7 +30,7 @@ from botocore.exceptions import (
 )
 from pydantic import BaseModel, ValidationError
 
-from learnflow import errors, idempotency, permissions
+from learnflow import errors, idempotency, ids, permissions
 from learnflow.jsonio import dumps, loads_object
 from learnflow.observability import logger
 from learnflow.ratelimit import Allowance, Limiter
@@ -137,6 +139,7 @@ class App(APIGatewayRestResolver):
         authenticated: bool,
         limiter: Callable[[], Limiter] | None,
         idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
+        creates: str | None = None,
     ) -> None:
         super().__init__(
             enable_validation=True, serializer=dumps, json_body_deserializer=self._body
@@ -146,6 +149,7 @@ class App(APIGatewayRestResolver):
         self.authenticated = authenticated
         self._limiter = limiter
         self._idempotency = idempotency_store
+        self.creates = creates
         self._parsed: tuple[str, dict[str, Any]] | None = None
         self.exception_handler(errors.AppError)(self._app_error)
         self.exception_handler(RequestValidationError)(self._validation_error)
@@ -183,6 +187,12 @@ class App(APIGatewayRestResolver):
         if not self.authenticated:
             return None
         caller = caller_from_event(event)
+        if _given_twice(event, "Authorization"):
+            # API Gateway hands the authorizer one of them; which one the client meant is
+            # anyone's guess, so neither is trusted (CONTRACT §2).
+            raise errors.AuthenticationError(
+                "Give one Authorization header, not several.", code="api_key_invalid"
+            )
         if self._limiter is not None:
             allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
             extra_headers.update(allowance.headers())
@@ -197,23 +207,32 @@ class App(APIGatewayRestResolver):
     def _claim(
         self, event: Mapping[str, Any], context: LambdaContext, caller: Caller
     ) -> idempotency.Claim | idempotency.Saved | None:
-        """A POST with an Idempotency-Key claims it before its input is read, so input errors
-        are saved and replayed like any other 4xx (CONTRACT §7); other methods ignore the key."""
-        if self._idempotency is None or str(event.get("httpMethod", "")).upper() != "POST":
+        """A POST or PATCH with an Idempotency-Key claims it before its input is read, so input
+        errors are saved and replayed like any other 4xx (CONTRACT §7); GET ignores the key.
+
+        The claim fixes the request's recovery point: the id of what a create makes (`creates`),
+        the same in every run of the request, which the handler reads through `new_id`."""
+        method = str(event.get("httpMethod", "")).upper()
+        if self._idempotency is None or method not in idempotency.METHODS:
             return None
         key = idempotency.key_from_event(event)
         if key is None:
             return None
-        method, path = "POST", str(event.get("path") or "")
+        path = str(event.get("path") or "")
         request = idempotency.fingerprint(method, path, _query_lists(event), event.get("body"))
-        return self._idempotency().claim(
+        creates = self.creates
+        claim = self._idempotency().claim(
             caller.tenant,
             key,
             request,
             method=method,
             path=path,
+            recovery_id=lambda: ids.new_id(creates) if creates else uuid.uuid4().hex,
             lease=idempotency.lease_ms(context),
         )
+        if isinstance(claim, idempotency.Claim):
+            self.context["claim"] = claim
+        return claim
 
     def _run(
         self, event: Mapping[str, Any], context: LambdaContext, request_id: str
@@ -269,6 +288,10 @@ class App(APIGatewayRestResolver):
         body = event.get("body")
         if body is None:
             return
+        if event.get("isBase64Encoded"):  # left encoded by _normalise: not UTF-8 text
+            raise errors.InvalidRequestError(
+                "The request body is not valid UTF-8.", code="invalid_json"
+            )
         try:
             self._parsed = (body, loads_object(body))
         except ValueError:
@@ -315,6 +338,18 @@ def _replay(saved: idempotency.Saved) -> dict[str, Any]:
     }
 
 
+def _given_twice(event: Mapping[str, Any], header: str) -> bool:
+    """Whether the request carries `header` more than once (names are case-insensitive)."""
+    multi = event.get("multiValueHeaders") or {}
+    values = [
+        value
+        for name, given in multi.items()
+        if name.lower() == header.lower() and isinstance(given, list)
+        for value in given
+    ]
+    return len(values) > 1
+
+
 def _query_lists(event: Mapping[str, Any]) -> dict[str, list[str]]:
     multi = event.get("multiValueQueryStringParameters") or {}
     if multi:
@@ -355,6 +390,10 @@ _UNAVAILABLE_CODES = frozenset(
         "RequestLimitExceeded",
         "InternalServerError",
         "ServiceUnavailable",
+        "RequestTimeout",
+        # an item is in a transaction in flight, or a resent transaction is still running
+        "TransactionConflictException",
+        "TransactionInProgressException",
     }
 )
 _UNAVAILABLE_ERRORS = (ConnectTimeoutError, ReadTimeoutError, EndpointConnectionError)
@@ -364,9 +403,7 @@ def _fault(error: Exception) -> errors.AppError:
     """The envelope for an error no handler expected: 503 when AWS says try again, else 500."""
     code = error.response.get("Error", {}).get("Code") if isinstance(error, ClientError) else None
     if code in _UNAVAILABLE_CODES or isinstance(error, _UNAVAILABLE_ERRORS):
-        return errors.ServiceUnavailableError(
-            "The service is briefly unavailable. Please retry.", code="service_unavailable"
-        )
+        return errors.service_unavailable()
     return _internal_error()
 
 
@@ -385,9 +422,13 @@ def _normalise(event: Mapping[str, Any]) -> dict[str, Any]:
         event["isBase64Encoded"] = False
     elif event.get("isBase64Encoded") and body:
         import base64  # noqa: PLC0415 - rare path
+        import binascii  # noqa: PLC0415
 
-        event["body"] = base64.b64decode(str(body)).decode("utf-8", errors="replace")
-        event["isBase64Encoded"] = False
+        try:
+            event["body"] = base64.b64decode(str(body), validate=True).decode("utf-8")
+            event["isBase64Encoded"] = False
+        except (binascii.Error, UnicodeDecodeError):
+            pass  # left encoded: the body check answers 400 invalid_json after the guards
     headers = {k: v for k, v in (event.get("headers") or {}).items() if k.lower() != "content-type"}
     headers["Content-Type"] = JSON
     event["headers"] = headers
@@ -406,14 +447,16 @@ def make_app(
     authenticated: bool = True,
     limiter: Callable[[], Limiter] | None = None,
     idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
+    creates: str | None = None,
 ) -> App:
     """The resolver for one route's Lambda.
 
     permission: what the route needs (`courses:read`), None for none; query: the pydantic model of
     its query string (extra="forbid"), None when it takes none; limiter: the rate limiter factory,
     by default the DynamoDB one over the function's table (built at the first request);
-    idempotency_store: where POSTs' Idempotency-Keys are claimed, by default the function's table
-    (only touched by a POST that carries the header).
+    idempotency_store: where Idempotency-Keys are claimed, by default the function's table
+    (only touched by a POST or PATCH that carries the header); creates: the id prefix of what the
+    route creates (`crs`), so an Idempotency-Key claim fixes the new object's id (`new_id`).
     """
     if authenticated:
         from learnflow import deps  # noqa: PLC0415 - deps builds clients; only at first request
@@ -426,12 +469,38 @@ def make_app(
         authenticated=authenticated,
         limiter=limiter,
         idempotency_store=idempotency_store,
+        creates=creates,
     )
 
 
 def caller(app: APIGatewayRestResolver) -> Caller:
     """The authenticated caller of the request being handled."""
     return cast("Caller", app.context["caller"])
+
+
+def new_id(app: App) -> str:
+    """The id of the object this request creates (the app's `creates` kind): the recovery point
+    its Idempotency-Key claim fixed (the same in every retry, so a retry finds what an earlier
+    run made), else a new one."""
+    if app.creates is None:
+        raise TypeError("this app was not made with creates=<id prefix>")
+    claim = app.context.get("claim")
+    if isinstance(claim, idempotency.Claim) and ids.is_valid(claim.recovery_id, app.creates):
+        return claim.recovery_id
+    return ids.new_id(app.creates)
+
+
+def recovery_token(app: APIGatewayRestResolver) -> str | None:
+    """A token that is the same in every run of this request (its Idempotency-Key claim's
+    recovery id), None without a key: a write marks itself with it, so a retry can tell its own
+    earlier work from another request's."""
+    claim = app.context.get("claim")
+    return claim.recovery_id if isinstance(claim, idempotency.Claim) else None
+
+
+def remaining_ms(app: APIGatewayRestResolver) -> int:
+    """How long the invocation may still run, in milliseconds (Lambda ends it then)."""
+    return idempotency.lease_ms(app.lambda_context)
 
 
 def query(app: APIGatewayRestResolver, model: type[ModelT]) -> ModelT:

@@ -1,28 +1,34 @@
-"""`Idempotency-Key` on every POST (CONTRACT §7): claim, replay, complete or release, per tenant."""
+"""`Idempotency-Key` on every POST and PATCH (CONTRACT §7): claim, replay or resume, per tenant."""
 
-# How a POST with a key runs (the App's pipeline calls this after the permission check, before
+# How a request with a key runs (the App's pipeline calls this after the permission check, before
 # any input is parsed, so input 400s are saved too):
 #
 # 1. `claim`: one conditional PutItem of `keys.idempotency(tenant, key)` as `in_progress`, with a
-#    fingerprint of the request and a lease of the invocation's remaining time. It succeeds when
-#    there is no record, the record is older than 24 h (TTL deletion is lazy, and moto never
-#    deletes: expiry is checked here), or an `in_progress` record's lease has run out (its
-#    invocation crashed or timed out). When it fails, ReturnValuesOnConditionCheckFailure=ALL_OLD
+#    fingerprint of the request, a lease of the invocation's remaining time and the request's
+#    RECOVERY POINT: `recovery_id`, the id of the object a create will make (`crs_…`), or an
+#    opaque token for other writes. When the put fails, ReturnValuesOnConditionCheckFailure=ALL_OLD
 #    hands back the record in the same call: another fingerprint → 400 idempotency_key_reused;
-#    `completed` → the saved response is replayed; `in_progress` → 409 in progress.
-# 2. The request runs. `complete` saves a 2xx/4xx response (one conditional UpdateItem);
-#    `release` deletes the claim after a 5xx (one conditional DeleteItem) so a retry runs again.
-#    Both are conditional on the claim's token, so a claimant whose lease was taken over never
-#    overwrites the new owner's record.
+#    `completed` → the saved response is replayed; `in_progress` with a live lease → 409 in
+#    progress; `in_progress` with its lease over (the earlier run crashed, timed out, or answered
+#    a 5xx) → this run takes the claim over with one conditional UpdateItem and KEEPS its
+#    recovery id. A record older than 24 h counts as absent (TTL deletion is lazy, and moto never
+#    deletes): it is replaced by a fresh claim.
+# 2. The request runs. Every write it makes is conditional on the recovery id (a create puts the
+#    object under that id only if it is absent), so a run that resumes an earlier one finds what
+#    that run did, does only what is left, and answers as it would have (docs/idempotency.md).
+# 3. `complete` saves a 2xx/4xx response (one conditional UpdateItem). After a 5xx, `release`
+#    ends the lease at once but keeps the record, its fingerprint and its recovery id (one
+#    conditional UpdateItem): the retry the client is invited to make takes it over and finishes
+#    the work instead of doing it twice. Both are conditional on the claim's token, so a claimant
+#    whose lease was taken over never overwrites the new owner's record.
 #
 # Why not Powertools' idempotency utility: over this table (PK + SK) it stores every record under
 # one static partition with `<function>#<hash of the payload>` as the sort key, so it cannot keep
 # the record at `keys.idempotency(tenant, key)` (the key grammar, the TTL'd `IDEM#…` partition the
 # template documents), its key would be a hash of the payload rather than the client's key (its
-# validation then only compares a chosen field), and it saves whatever the wrapped function
-# returns, so not saving a 5xx would mean raising through it and rebuilding the response. The
-# store below is the same three writes it makes (conditional put, update, delete), with the
-# contract's rules spelled out.
+# validation then only compares a chosen field), it saves whatever the wrapped function returns
+# (not saving a 5xx would mean raising through it and rebuilding the response), and it deletes
+# the record after a failure, which would lose the recovery point a retry needs.
 
 from __future__ import annotations
 
@@ -40,6 +46,7 @@ from botocore.exceptions import ClientError
 
 from learnflow import errors
 from learnflow.db import keys
+from learnflow.db.conditions import condition_failed
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
@@ -55,16 +62,21 @@ RECORD_TYPE: Final = "idempotency"
 IN_PROGRESS: Final = "in_progress"
 COMPLETED: Final = "completed"
 _CLAIM_ATTEMPTS: Final = 3
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
+METHODS: Final = frozenset({"POST", "PATCH"})
 
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """This request owns the key: it runs, then completes or releases the claim."""
+    """This request owns the key: it runs, then completes or releases the claim.
+
+    `recovery_id` is fixed the first time the key is claimed and is the same in every run of the
+    request; `resumed` says an earlier run held the claim (its work may be partly done)."""
 
     tenant: Tenant
     key: str
     token: str
+    recovery_id: str
+    resumed: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -180,100 +192,135 @@ class IdempotencyStore:
         *,
         method: str,
         path: str,
+        recovery_id: Callable[[], str],
         lease: int = DEFAULT_LEASE_MS,
     ) -> Claim | Saved:
         """Own `key` for this request, or the saved response to replay; raises
-        IdempotencyKeyReusedError (another request's key) or IdempotencyInProgressError."""
+        IdempotencyKeyReusedError (another request's key) or IdempotencyInProgressError.
+
+        `recovery_id` makes the recovery id of a first claim; a resumed claim keeps its own."""
         for _ in range(_CLAIM_ATTEMPTS):
             now = self._clock()
-            now_ms = int(now * 1000)
             token = uuid.uuid4().hex
+            fresh = recovery_id()
+            item: dict[str, Any] = {
+                **keys.idempotency(tenant, key),
+                keys.TYPE_ATTRIBUTE: RECORD_TYPE,
+                "status": IN_PROGRESS,
+                "fingerprint": request_fingerprint,
+                "method": method.upper(),
+                "path": path,
+                "token": token,
+                "recovery_id": fresh,
+                "created_at": int(now),
+                "lease_expires_at": int(now * 1000) + lease,
+                keys.TTL_ATTRIBUTE: int(now) + KEEP_SECONDS,
+            }
             try:
                 self._table.put_item(
-                    Item={
-                        **keys.idempotency(tenant, key),
-                        keys.TYPE_ATTRIBUTE: RECORD_TYPE,
-                        "status": IN_PROGRESS,
-                        "fingerprint": request_fingerprint,
-                        "method": method.upper(),
-                        "path": path,
-                        "token": token,
-                        "created_at": int(now),
-                        "lease_expires_at": now_ms + lease,
-                        keys.TTL_ATTRIBUTE: int(now) + KEEP_SECONDS,
-                    },
-                    ConditionExpression=(
-                        "attribute_not_exists(#pk) OR #ttl <= :now"
-                        " OR (#status = :in_progress AND #lease <= :now_ms)"
-                    ),
-                    ExpressionAttributeNames={
-                        "#pk": keys.PK,
-                        "#ttl": keys.TTL_ATTRIBUTE,
-                        "#status": "status",
-                        "#lease": "lease_expires_at",
-                    },
-                    ExpressionAttributeValues={
-                        ":now": int(now),
-                        ":now_ms": now_ms,
-                        ":in_progress": IN_PROGRESS,
-                    },
+                    Item=item,
+                    ConditionExpression="attribute_not_exists(#pk) OR #ttl <= :now",
+                    ExpressionAttributeNames={"#pk": keys.PK, "#ttl": keys.TTL_ATTRIBUTE},
+                    ExpressionAttributeValues={":now": int(now)},
                     ReturnValuesOnConditionCheckFailure="ALL_OLD",
                 )
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+                if not condition_failed(error):
                     raise
                 record = self._record_after_failed_claim(error, tenant, key)
-                if record is None or self._claimable(record):
-                    continue  # released or expired meanwhile: claim again
-                return _verdict(record, request_fingerprint)
-            return Claim(tenant=tenant, key=key, token=token)
-        # Claimed and released by others three times within one request: treat it as busy.
+                if record is None or self._expired(record):
+                    continue  # gone or expired meanwhile: claim it afresh
+                if record.get("token") == token:
+                    # botocore resent a put whose first try was written but whose answer was
+                    # lost: the record is this very claim.
+                    return Claim(tenant=tenant, key=key, token=token, recovery_id=fresh)
+                saved = _verdict(record, request_fingerprint, self._clock())
+                if saved is not None:
+                    return saved
+                taken = self._take_over(tenant, key, record, token, lease)
+                if taken is not None:
+                    return taken
+                continue  # another retry took it over first: look again
+            return Claim(tenant=tenant, key=key, token=token, recovery_id=fresh)
+        # The record changed hands three times within one request: treat it as busy.
         raise _in_progress()
 
     def complete(self, claim: Claim, status: int, body: str) -> bool:
         """Save the response for replays; False if the claim was no longer this request's."""
+        return self._settle(
+            claim,
+            "SET #status = :completed, #response_status = :response_status,"
+            " #response_body = :response_body REMOVE #lease",
+            {
+                "#status": "status",
+                "#response_status": "response_status",
+                "#response_body": "response_body",
+                "#lease": "lease_expires_at",
+            },
+            {":completed": COMPLETED, ":response_status": status, ":response_body": body},
+        )
+
+    def release(self, claim: Claim) -> bool:
+        """End the lease now, keeping the record and its recovery point, so the retry of a
+        request that answered 5xx runs again at once and finishes what this run began; False if
+        the claim was no longer this request's."""
+        return self._settle(
+            claim, "SET #lease = :ended", {"#lease": "lease_expires_at"}, {":ended": 0}
+        )
+
+    def _settle(
+        self, claim: Claim, expression: str, names: dict[str, str], values: dict[str, Any]
+    ) -> bool:
         try:
             self._table.update_item(
                 Key=keys.idempotency(claim.tenant, claim.key),
-                UpdateExpression=(
-                    "SET #status = :completed, #response_status = :response_status,"
-                    " #response_body = :response_body REMOVE #lease"
-                ),
+                UpdateExpression=expression,
                 ConditionExpression="#token = :token",
-                ExpressionAttributeNames={
-                    "#status": "status",
-                    "#response_status": "response_status",
-                    "#response_body": "response_body",
-                    "#lease": "lease_expires_at",
-                    "#token": "token",
-                },
-                ExpressionAttributeValues={
-                    ":completed": COMPLETED,
-                    ":response_status": status,
-                    ":response_body": body,
-                    ":token": claim.token,
-                },
+                ExpressionAttributeNames={**names, "#token": "token"},
+                ExpressionAttributeValues={**values, ":token": claim.token},
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
             return False
         return True
 
-    def release(self, claim: Claim) -> bool:
-        """Forget the claim so the key's next request runs; False if it was no longer ours."""
+    def _take_over(
+        self, tenant: Tenant, key: str, record: Mapping[str, Any], token: str, lease: int
+    ) -> Claim | None:
+        """Resume the request of an in-progress record whose lease is over: a new token and
+        lease, the same recovery id; None when another retry took it over first."""
+        now = self._clock()
         try:
-            self._table.delete_item(
-                Key=keys.idempotency(claim.tenant, claim.key),
-                ConditionExpression="#token = :token",
-                ExpressionAttributeNames={"#token": "token"},
-                ExpressionAttributeValues={":token": claim.token},
+            result = self._table.update_item(
+                Key=keys.idempotency(tenant, key),
+                UpdateExpression=(
+                    "SET #token = :token, #lease = :lease,"
+                    " #recovery = if_not_exists(#recovery, :recovery)"
+                ),
+                ConditionExpression="#token = :previous AND #status = :in_progress",
+                ExpressionAttributeNames={
+                    "#token": "token",
+                    "#lease": "lease_expires_at",
+                    "#recovery": "recovery_id",
+                    "#status": "status",
+                },
+                ExpressionAttributeValues={
+                    ":token": token,
+                    ":lease": int(now * 1000) + lease,
+                    # a record written before recovery points existed has none: give it one
+                    ":recovery": uuid.uuid4().hex,
+                    ":previous": record.get("token", ""),
+                    ":in_progress": IN_PROGRESS,
+                },
+                ReturnValues="ALL_NEW",
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != _CONDITION_FAILED:
+            if not condition_failed(error):
                 raise
-            return False
-        return True
+            return None
+        recovery_id = str(result.get("Attributes", {}).get("recovery_id", ""))
+        return Claim(tenant=tenant, key=key, token=token, recovery_id=recovery_id, resumed=True)
 
     def _record_after_failed_claim(
         self, error: ClientError, tenant: Tenant, key: str
@@ -291,21 +338,17 @@ class IdempotencyStore:
         item = found.get("Item")
         return dict(item) if item else None
 
-    def _claimable(self, record: Mapping[str, Any]) -> bool:
-        now = self._clock()
-        if _number_of(record.get(keys.TTL_ATTRIBUTE)) <= now:
-            return True
-        return (
-            record.get("status") == IN_PROGRESS
-            and _number_of(record.get("lease_expires_at")) <= now * 1000
-        )
+    def _expired(self, record: Mapping[str, Any]) -> bool:
+        return _number_of(record.get(keys.TTL_ATTRIBUTE)) <= self._clock()
 
 
 def _number_of(value: Any) -> float:
     return float(value) if isinstance(value, Decimal | int | float) else 0.0
 
 
-def _verdict(record: Mapping[str, Any], request_fingerprint: str) -> Saved:
+def _verdict(record: Mapping[str, Any], request_fingerprint: str, now: float) -> Saved | None:
+    """What a live record says to this request: replay it (Saved), refuse it (raises), or None
+    when it is this request's own claim with its lease over, to be taken over."""
     if record.get("fingerprint") != request_fingerprint:
         raise errors.IdempotencyKeyReusedError(
             "Keys for idempotent requests can only be used with the same method, path and"
@@ -315,7 +358,9 @@ def _verdict(record: Mapping[str, Any], request_fingerprint: str) -> Saved:
         return Saved(
             status=int(record["response_status"]), body=str(record.get("response_body", ""))
         )
-    raise _in_progress()
+    if _number_of(record.get("lease_expires_at")) > now * 1000:
+        raise _in_progress()
+    return None
 
 
 def _in_progress() -> errors.IdempotencyInProgressError:

@@ -19,6 +19,10 @@ class NotAnObjectError(ValueError):
     """The body parsed, but is not a JSON object."""
 
 
+class DuplicateKeyError(ValueError):
+    """An object names the same key twice: which value was meant is anyone's guess."""
+
+
 def iso(moment: datetime) -> str:
     """ISO-8601 UTC with seconds and a `Z`: `2023-10-15T14:32:00Z`."""
     return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -54,10 +58,27 @@ def _parse_int(text: str) -> int | Decimal:
     return int(text) if len(text) <= _INT_DIGITS else Decimal(text)
 
 
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    # RFC 8259 leaves duplicate names undefined and parsers disagree (first or last wins), so a
+    # body with one is refused rather than read one way here and another way by the client.
+    found: dict[str, Any] = {}
+    for name, value in pairs:
+        if name in found:
+            raise DuplicateKeyError("an object names the same key twice")
+        found[name] = value
+    return found
+
+
 def loads_object(text: str) -> dict[str, Any]:
-    """Parse a request body that must be a JSON object; raises ValueError otherwise."""
+    """Parse a request body that must be a JSON object (no key named twice in any object);
+    raises ValueError otherwise."""
     try:
-        value = simplejson.loads(text, parse_float=_parse_decimal, parse_int=_parse_int)
+        value = simplejson.loads(
+            text,
+            parse_float=_parse_decimal,
+            parse_int=_parse_int,
+            object_pairs_hook=_unique_keys,
+        )
     except RecursionError:  # nesting deeper than the parser's stack: not a usable body
         raise NotAnObjectError("the body nests too deeply") from None
     if not isinstance(value, dict):

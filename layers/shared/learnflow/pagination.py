@@ -153,3 +153,31 @@ def query_page(
     if forward:
         items.reverse()
     return Page(items=items, has_more=has_more)
+
+
+def listing_of(
+    items: list[T], request: PageRequest, *, id_prefix: str, id_of: Callable[[T], str]
+) -> Listing[T]:
+    """A list already in hand (a filter that selects at most a few objects, read directly),
+    newest first, paged with the same cursor rules as `query_page`."""
+    ordered = sorted(items, key=id_of, reverse=True)
+    if request.starting_after is not None and request.ending_before is not None:
+        raise errors.parameter_invalid(
+            "ending_before", "Give starting_after or ending_before, not both."
+        )
+    cursor = request.starting_after or request.ending_before
+    if cursor is None:
+        page, has_more = ordered[: request.limit], len(ordered) > request.limit
+    else:
+        param = "starting_after" if request.starting_after is not None else "ending_before"
+        listed = [id_of(item) for item in ordered]
+        if not ids.is_valid(cursor, id_prefix) or cursor not in listed:
+            raise errors.resource_missing(param, cursor)
+        position = listed.index(cursor)
+        if request.starting_after is not None:
+            rest = ordered[position + 1 :]
+            page, has_more = rest[: request.limit], len(rest) > request.limit
+        else:
+            rest = ordered[:position]
+            page, has_more = rest[-request.limit :], len(rest) > request.limit
+    return Listing(items=page, has_more=has_more, total_count=len(ordered))

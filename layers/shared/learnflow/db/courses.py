@@ -13,6 +13,7 @@ from botocore.exceptions import ClientError
 
 from learnflow import errors, ids, money
 from learnflow.db import counters, keys
+from learnflow.db.conditions import condition_failed
 from learnflow.db.instructors import InstructorRepository
 from learnflow.db.transactions import write_transaction
 from learnflow.jsonio import iso
@@ -37,7 +38,6 @@ _NOT_REWRITTEN: Final = frozenset(
     {keys.PK, keys.SK, keys.TYPE_ATTRIBUTE, "id", "created_at", "enrollment_count", "version"}
 )
 _UPDATE_ATTEMPTS: Final = 5
-_CONDITION_FAILED: Final = "ConditionalCheckFailedException"
 
 
 class StaleCourseError(Exception):
@@ -51,8 +51,8 @@ class CourseRepository:
     for optimistic locking, and its filtered-list projections (id as sort key):
     GSI1 `keys.filtered(tenant, COURSE, status=…)`; with a category only, GSI2
     `keys.filtered(…, category=…)` and GSI3 `keys.filtered(…, category=…, status=…)`.
-    Counters `keys.counters(tenant, COURSE)`: `keys.counter_name(**filters)` for no filter, each
-    status, each category and each pair, changed in the same transaction as the course.
+    Counts (learnflow.db.counters): `keys.counter_name(**filters)` for no filter, each status,
+    each category and each pair, changed in the same transaction as the course.
     """
 
     def __init__(self, table: Table, instructors: InstructorRepository) -> None:
@@ -61,11 +61,14 @@ class CourseRepository:
 
     # --- writes ---
 
-    def create(self, tenant: Tenant, data: CourseCreate) -> Course:
-        """A new draft course (the instructor, if named, must be one of this tenant's)."""
+    def create(self, tenant: Tenant, data: CourseCreate, *, course_id: str) -> Course:
+        """A new draft course with the id `course_id` (the instructor, if named, must be one of
+        this tenant's). A course already stored under that id was made by an earlier run of the
+        same request (ids are unique, and a retried request keeps its id): it is returned as it
+        is, and nothing is written again."""
         now = _now()
         course = Course(
-            id=ids.new_id(ID_PREFIX),
+            id=course_id,
             title=data.title,
             description=data.description,
             category=data.category,
@@ -83,15 +86,14 @@ class CourseRepository:
         put = {
             "TableName": self._table.name,
             "Item": _to_item(tenant, course),
-            # ids are unique by construction; a clash must fail, never overwrite
+            # the recovery point: written once, never overwritten
             "ConditionExpression": "attribute_not_exists(PK)",
         }
-        count = {"TableName": self._table.name, **self._count_update(tenant, _counts(course))}
-        actions = [{"Put": put}, {"Update": count}]
-        if write_transaction(self._table, actions) is not None:
-            raise errors.ConflictError(
-                "The course could not be created; please retry.", code="lock_timeout"
-            )
+        counts = counters.updates(
+            self._table, tenant, keys.COURSE, _counts(course), object_id=course.id
+        )
+        if write_transaction(self._table, [{"Put": put}, *counts]) is not None:
+            return self.get(tenant, course.id)  # only the put has a condition: it exists
         return course
 
     def update(self, tenant: Tenant, course_id: str, patch: CourseUpdate) -> Course:
@@ -108,9 +110,8 @@ class CourseRepository:
                 return self.save(tenant, course, updated)
             except StaleCourseError:
                 course = self.get(tenant, course_id)
-        raise errors.ConflictError(
-            "The course is being changed by another request; please retry.", code="lock_timeout"
-        )
+        # Five concurrent writers in a row won the race: a transient conflict, never a 4xx.
+        raise errors.service_unavailable()
 
     def save(self, tenant: Tenant, before: Course, after: Course) -> Course:
         """Write `after` over `before` if the stored course is still at `before.version`
@@ -147,7 +148,7 @@ class CourseRepository:
         if deltas:
             actions = [
                 {"Update": {"TableName": self._table.name, **update}},
-                {"Update": {"TableName": self._table.name, **self._count_update(tenant, deltas)}},
+                *counters.updates(self._table, tenant, keys.COURSE, deltas, object_id=before.id),
             ]
             if write_transaction(self._table, actions) is not None:
                 raise StaleCourseError(before.id)
@@ -155,7 +156,7 @@ class CourseRepository:
             try:
                 self._table.update_item(**update)
             except ClientError as error:
-                if error.response.get("Error", {}).get("Code") == _CONDITION_FAILED:
+                if condition_failed(error):
                     raise StaleCourseError(before.id) from None
                 raise
         return replace(after, version=before.version + 1)
@@ -163,14 +164,13 @@ class CourseRepository:
     def load(self, tenant: Tenant, courses: Iterable[Course]) -> int:
         """Write many courses at once (seeding, benchmarks, imports): batched puts, then the
         counters in one update. Not atomic and not for ids that already exist; returns how many."""
-        totals: Counter[str] = Counter()
+        counted: list[tuple[str, str, int]] = []
         with self._table.batch_writer() as batch:
             for course in courses:
                 batch.put_item(Item=_to_item(tenant, course))
-                totals.update(_counts(course))
-        if totals:
-            self._table.update_item(**self._count_update(tenant, totals))
-        return totals[keys.counter_name()]
+                counted.extend((course.id, name, n) for name, n in _counts(course).items())
+        counters.add_all(self._table, tenant, keys.COURSE, counted)
+        return sum(n for _, name, n in counted if name == keys.counter_name())
 
     # --- reads ---
 
@@ -183,7 +183,7 @@ class CourseRepository:
         ).get("Item")
         if not item:
             raise errors.not_found("course", course_id)
-        return _from_item(tenant, cast("dict[str, Any]", item))
+        return from_item(tenant, cast("dict[str, Any]", item))
 
     def list(self, tenant: Tenant, query: CourseListQuery) -> Listing[Course]:
         """One page, newest first: at most `limit + 2` items from the list's own partition and
@@ -200,7 +200,7 @@ class CourseRepository:
             ListSource(partition=partition, index=index),
             query,
             id_prefix=ID_PREFIX,
-            convert=lambda item: _from_item(tenant, item),
+            convert=lambda item: from_item(tenant, item),
             total_count=lambda: self.count(tenant, **filters),
         )
 
@@ -217,22 +217,6 @@ class CourseRepository:
         if instructor is None:
             raise errors.resource_missing("instructor_id", instructor_id)
         return instructor.name
-
-    def _count_update(self, tenant: Tenant, deltas: Counter[str]) -> dict[str, Any]:
-        """An UpdateItem on the counters item adding `deltas` (name → ±n)."""
-        names = {"#type": keys.TYPE_ATTRIBUTE}
-        values: dict[str, Any] = {":type": keys.COUNTER_TYPE}
-        adds = []
-        for n, (name, delta) in enumerate(sorted(deltas.items())):
-            names[f"#c{n}"] = name
-            values[f":c{n}"] = delta
-            adds.append(f"#c{n} :c{n}")
-        return {
-            "Key": keys.counters(tenant, keys.COURSE),
-            "UpdateExpression": "ADD " + ", ".join(adds) + " SET #type = :type",
-            "ExpressionAttributeNames": names,
-            "ExpressionAttributeValues": values,
-        }
 
 
 def _now() -> str:
@@ -286,7 +270,8 @@ def _to_item(tenant: Tenant, course: Course) -> dict[str, Any]:
     return item
 
 
-def _from_item(tenant: Tenant, item: dict[str, Any]) -> Course:
+def from_item(tenant: Tenant, item: dict[str, Any]) -> Course:
+    """The course an item of the table holds (enrollments read courses with their own reads)."""
     return Course(
         id=str(item["id"]),
         title=str(item["title"]),

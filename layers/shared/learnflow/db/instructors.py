@@ -26,9 +26,11 @@ class InstructorRepository:
     def __init__(self, table: Table) -> None:
         self._table = table
 
-    def create(self, tenant: Tenant, data: InstructorCreate) -> Instructor:
+    def create(self, tenant: Tenant, data: InstructorCreate, *, instructor_id: str) -> Instructor:
+        """A new instructor with the id `instructor_id`; one already stored under that id was
+        made by an earlier run of the same request, and is returned as it is."""
         instructor = Instructor(
-            id=ids.new_id(ID_PREFIX),
+            id=instructor_id,
             name=data.name,
             email=data.email,
             bio=data.bio,
@@ -39,20 +41,14 @@ class InstructorRepository:
         put = {
             "TableName": self._table.name,
             "Item": _to_item(tenant, instructor),
-            # ids are unique by construction; a clash must fail, never overwrite
+            # the recovery point: written once, never overwritten
             "ConditionExpression": "attribute_not_exists(PK)",
         }
-        count = {
-            "TableName": self._table.name,
-            "Key": keys.counters(tenant, keys.INSTRUCTOR),
-            "UpdateExpression": "ADD #all :one SET #type = :type",
-            "ExpressionAttributeNames": {"#all": keys.counter_name(), "#type": keys.TYPE_ATTRIBUTE},
-            "ExpressionAttributeValues": {":one": 1, ":type": keys.COUNTER_TYPE},
-        }
-        if write_transaction(self._table, [{"Put": put}, {"Update": count}]) is not None:
-            raise errors.ConflictError(
-                "The instructor could not be created; please retry.", code="lock_timeout"
-            )
+        count = counters.updates(
+            self._table, tenant, keys.INSTRUCTOR, {keys.counter_name(): 1}, object_id=instructor.id
+        )
+        if write_transaction(self._table, [{"Put": put}, *count]) is not None:
+            return self.get(tenant, instructor.id)  # only the put has a condition: it exists
         return instructor
 
     def find(self, tenant: Tenant, instructor_id: str) -> Instructor | None:

@@ -18,10 +18,10 @@ SK: Final = "SK"
 TTL_ATTRIBUTE: Final = "expires_at"
 # On every item: "course", "enrollment", … (the stream filters on it)
 TYPE_ATTRIBUTE: Final = "type"
-COUNTER_TYPE: Final = "counter"  # the `type` of counters items
+COUNTER_TYPE: Final = "counter"  # the `type` of counter shard items
 
 # Overloaded GSIs: index name → (partition key attribute, sort key attribute)
-GSI: Final = {f"GSI{n}": (f"GSI{n}PK", f"GSI{n}SK") for n in range(1, 6)}
+GSI: Final = {f"GSI{n}": (f"GSI{n}PK", f"GSI{n}SK") for n in range(1, 8)}
 
 COURSE: Final = "COURSE"
 INSTRUCTOR: Final = "INSTRUCTOR"
@@ -78,13 +78,14 @@ def filtered(tenant: Tenant, kind: str, **filters: str) -> str:
     return "#".join(parts)
 
 
-def counters(tenant: Tenant, kind: str) -> Key:
-    """The item holding `kind`'s counts (all, per filter value, per combination)."""
-    return {PK: f"{_tenant(tenant)}#COUNT", SK: kind}
+def counter(tenant: Tenant, kind: str, name: str, shard: int) -> Key:
+    """One shard of one count (`counter_name`) of `kind`: a small item of its own, so no item is
+    written by every create and any number of categories fits (learnflow.db.counters)."""
+    return {PK: f"{_tenant(tenant)}#COUNT#{kind}#{name}#{shard}", SK: "COUNT"}
 
 
 def counter_name(**filters: str) -> str:
-    """The attribute of the counters item counting objects that match `filters` (`all` for none)."""
+    """The name of the count of objects that match `filters` exactly (`all` for none)."""
     if not filters:
         return "all"
     return "#".join(f"{name}={filters[name]}" for name in sorted(filters))

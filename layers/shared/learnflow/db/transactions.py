@@ -9,47 +9,60 @@ from typing import TYPE_CHECKING, Any, Final, cast
 
 from botocore.exceptions import ClientError
 
+from learnflow import errors
+from learnflow.db.conditions import error_code
+
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 _TRANSACTION_CANCELED: Final = "TransactionCanceledException"
-_TRANSACTION_ATTEMPTS: Final = 6
+# Conflicts with another transaction in flight on one of the items, and throttling: they pass.
+_TRANSIENT_REASONS: Final = frozenset({"TransactionConflict", "ThrottlingError"})
+_EXPECTED_REASONS: Final = frozenset({"None", "ConditionalCheckFailed"}) | _TRANSIENT_REASONS
+_ATTEMPTS: Final = 8
 _BACKOFF_SECONDS: Final = 0.025
-_EXPECTED_REASONS: Final = frozenset({"None", "ConditionalCheckFailed", "TransactionConflict"})
+_BACKOFF_CAP_SECONDS: Final = 0.8
 
 
 def write_transaction(table: Table, actions: list[dict[str, Any]]) -> list[str] | None:
     """Run one TransactWriteItems (the resource's client takes native values); None once it
-    commits, else the cancellation reason code of each action (`ConditionalCheckFailed`, …).
+    commits, else the cancellation reason code of each action when a condition failed
+    (`ConditionalCheckFailed` where it failed, `None` elsewhere).
 
-    A conflict with another transaction in flight on the same item (creates racing for the
-    counters item) is retried with full jitter, so racing writers do not collide again in step:
-    it is not a failure of the request.
+    A conflict with another transaction in flight on the same item (creates racing for a counter
+    shard) or throttling is retried with capped exponential backoff and full jitter (about 2.5 s
+    at most in all, well inside the functions' timeouts), so racing writers do not collide again
+    in step. If it still does not pass, the answer is 503 `service_unavailable`: a transient
+    conflict is never the caller's fault (never a 4xx), and nothing was written.
 
     Each attempt carries its own ClientRequestToken: when botocore resends an attempt whose first
     try committed but whose answer was lost (a timeout, a 500), DynamoDB recognises the token and
     reports success instead of failing the conditions the first try already satisfied.
     """
-    for attempt in range(_TRANSACTION_ATTEMPTS):
+    for attempt in range(_ATTEMPTS):
+        if attempt:
+            ceiling = min(_BACKOFF_CAP_SECONDS, _BACKOFF_SECONDS * 2**attempt)
+            # Jitter spreads retries, it is not a secret: the stdlib generator is right here.
+            time.sleep(random.uniform(0, ceiling))  # noqa: S311
         try:
             table.meta.client.transact_write_items(
                 TransactItems=cast("Any", actions), ClientRequestToken=str(uuid.uuid4())
             )
         except ClientError as error:
-            if error.response.get("Error", {}).get("Code") != _TRANSACTION_CANCELED:
+            if error_code(error) != _TRANSACTION_CANCELED:
                 raise
             reasons = [
-                str(reason.get("Code", "None"))
+                str(reason.get("Code") or "None")
                 for reason in cast(
                     "list[dict[str, Any]]", error.response.get("CancellationReasons", [])
                 )
             ]
             if not set(reasons) <= _EXPECTED_REASONS:
-                raise  # a malformed request or throttling: not the caller's condition failing
-            if "TransactionConflict" not in reasons or attempt == _TRANSACTION_ATTEMPTS - 1:
+                raise  # a malformed request or a validation error: a fault of ours
+            if "ConditionalCheckFailed" in reasons:
                 return reasons
-            # Jitter spreads retries, it is not a secret: the stdlib generator is right here.
-            time.sleep(random.uniform(0, _BACKOFF_SECONDS * 2**attempt))  # noqa: S311
+            if not set(reasons) & _TRANSIENT_REASONS:
+                raise  # cancelled for no reason we know: do not guess
         else:
             return None
-    return None  # pragma: no cover - the loop always returns
+    raise errors.service_unavailable()

@@ -5,7 +5,18 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from decimal import Decimal
-from typing import TYPE_CHECKING, Annotated, Any, Final, Generic, Literal, Self, TypeVar, get_args
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Final,
+    Generic,
+    Literal,
+    Self,
+    TypeVar,
+    get_args,
+)
 
 from pydantic import (
     AfterValidator,
@@ -17,6 +28,7 @@ from pydantic import (
     ValidationInfo,
     WithJsonSchema,
     field_validator,
+    model_validator,
 )
 
 from learnflow import errors, money
@@ -39,10 +51,45 @@ SLUG_MAX_LENGTH: Final = 100
 _DIGITS = re.compile(r"[0-9]{1,6}")
 
 
+# C0 controls, DEL and C1 controls: invisible, and NUL truncates strings in many systems a
+# client's data flows on to. Line breaks and tabs are text in the long fields that allow them.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+
+
+def _control_free(name: str, value: Any, pattern: re.Pattern[str]) -> None:
+    """Raise 400 naming `name` if a string in `value` (or a key or value of an object, or an
+    item of a list) holds a control character."""
+    if isinstance(value, str):
+        if pattern.search(value):
+            raise errors.parameter_invalid(
+                name, f"Invalid {name}: control characters are not allowed."
+            )
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            _control_free(name, key, pattern)
+            _control_free(name, item, pattern)
+    elif isinstance(value, list):
+        for item in value:
+            _control_free(name, item, pattern)
+
+
 class InputModel(BaseModel):
-    """A request body or query string: unknown fields are refused, nothing is coerced."""
+    """A request body or query string: unknown fields are refused, nothing is coerced, and no
+    string holds a control character (newlines and tabs only in `multiline_fields`)."""
 
     model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+    multiline_fields: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_control_characters(cls, data: Any) -> Any:
+        # An AppError (not a ValueError) passes through pydantic untouched and names the field.
+        if isinstance(data, dict):
+            for name, value in data.items():
+                multiline = name in cls.multiline_fields
+                _control_free(str(name), value, _CONTROL_BUT_LINES if multiline else _CONTROL)
+        return data
 
 
 class OutputModel(BaseModel):
@@ -155,6 +202,27 @@ def price_problem(amount: Decimal, currency: str) -> str | None:
 
 
 Slug = Annotated[str, StringConstraints(pattern=SLUG_PATTERN, max_length=SLUG_MAX_LENGTH)]
+
+
+# --- e-mail addresses ---
+
+EMAIL_MAX_LENGTH: Final = 254  # RFC 5321's limit on a forward path
+
+# A pragmatic address check (what a sign-up form accepts): one @, a local part without spaces,
+# a dotted domain of letters, digits and hyphens. Deliverability is not this API's business.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
+)
+
+
+def _email(value: str) -> str:
+    if len(value) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(value) or ".." in value:
+        raise ValueError("must be a valid email address")
+    return value
+
+
+Email = Annotated[str, AfterValidator(_email)]
 
 
 # --- lists ---

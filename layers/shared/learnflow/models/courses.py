@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 from decimal import Decimal
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
 from pydantic import StringConstraints, ValidationInfo, WithJsonSchema, field_validator
 
@@ -71,6 +71,8 @@ class Course:
 class CourseCreate(InputModel):
     """POST /courses: a new course, always created as a draft."""
 
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"description"})
+
     title: Title
     description: Description
     currency: CurrencyCode  # before `price`, so that the price is checked against it
@@ -99,6 +101,8 @@ _NOT_NULLABLE: Final = ("title", "description", "currency", "price", "status")
 class CourseUpdate(InputModel):
     """PATCH /courses/{id}: only the fields given change; `category`, `instructor_id` and
     `metadata` may be null (clear), the others may not."""
+
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"description"})
 
     title: Title | None = None
     description: Description | None = None

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
-from typing import Annotated, Final, Literal
+from typing import Annotated, ClassVar, Final, Literal
 
-from pydantic import AfterValidator, StringConstraints
+from pydantic import StringConstraints
 
 from learnflow.models.common import (
+    Email,
     InputModel,
     ListEnvelope,
     ListQuery,
@@ -20,24 +20,7 @@ from learnflow.models.common import (
 
 NAME_MAX_LENGTH: Final = 200
 BIO_MAX_LENGTH: Final = 5000
-EMAIL_MAX_LENGTH: Final = 254  # RFC 5321's limit on a forward path
-
-# A pragmatic address check (what a sign-up form accepts): one @, a local part without spaces,
-# a dotted domain of letters, digits and hyphens. Deliverability is not this API's business.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
-    r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+$"
-)
-
-
-def _email(value: str) -> str:
-    if len(value) > EMAIL_MAX_LENGTH or not _EMAIL.fullmatch(value) or ".." in value:
-        raise ValueError("must be a valid email address")
-    return value
-
-
 Name = Annotated[str, StringConstraints(min_length=1, max_length=NAME_MAX_LENGTH), NotBlank]
-Email = Annotated[str, AfterValidator(_email)]
 Bio = Annotated[str, StringConstraints(min_length=1, max_length=BIO_MAX_LENGTH)]
 
 
@@ -56,6 +39,8 @@ class Instructor:
 
 class InstructorCreate(InputModel):
     """POST /instructors."""
+
+    multiline_fields: ClassVar[frozenset[str]] = frozenset({"bio"})
 
     name: Name
     email: Email | None = None

@@ -1,0 +1,1 @@
+"""Operations that span repositories and outside services (payments)."""
