@@ -30,7 +30,14 @@ from learnflow.tenancy import Mode
 from learnflow_cli.local.stripe_server import StripeServer
 from learnflow_cli.template import TableDefinition
 from tests.conftest import FAKE_ENV
-from tests.support.handlers import Caller, Context, Reply, atomic_dynamodb
+from tests.support.handlers import (
+    Caller,
+    Context,
+    Reply,
+    container_copy,
+    parse,
+    separate_containers,
+)
 
 SECRETS = {"test": "sk_test_" + "T" * 32, "live": "sk_live_" + "L" * 32}
 _emails = itertools.count(1)
@@ -446,12 +453,21 @@ def test_refund_on_a_free_enrollment_just_cancels(school: School) -> None:
 # --------------------------------------------------------------------------- exactly once
 
 
+def race(school: School, student: str, course: str, key: str | None) -> list[Reply]:
+    """Twelve identical enrollment requests at once, each in its own container."""
+    handlers = [container_copy(create_enrollment, n) for n in range(12)]
+    body = {"student_id": student, "course_id": course, "payment_method_id": "pm_card_visa"}
+    events = [school.event("create_enrollment", body=body, key=key) for _ in handlers]
+    with separate_containers(), ThreadPoolExecutor(max_workers=12) as pool:
+        results = list(pool.map(lambda n: handlers[n](events[n], Context()), range(12)))
+    return [parse(result) for result in results]
+
+
 def test_twelve_concurrent_identical_requests_without_a_key_charge_once(
     school: School, stripe_server: StripeServer
 ) -> None:
     course, student = school.course(), school.student()
-    with atomic_dynamodb(), ThreadPoolExecutor(max_workers=12) as pool:
-        replies = list(pool.map(lambda _: school.enroll(student, course, direct=True), range(12)))
+    replies = race(school, student, course, None)
     statuses = sorted(reply.status for reply in replies)
     assert statuses == [201] + [409] * 11, [r.body for r in replies]
     assert {r.error["code"] for r in replies if r.status == 409} == {"already_enrolled"}
@@ -464,12 +480,7 @@ def test_twelve_concurrent_requests_with_one_key_charge_once_and_replay(
     school: School, stripe_server: StripeServer
 ) -> None:
     course, student = school.course(), school.student()
-    with atomic_dynamodb(), ThreadPoolExecutor(max_workers=12) as pool:
-        replies = list(
-            pool.map(
-                lambda _: school.enroll(student, course, key="order-1", direct=True), range(12)
-            )
-        )
+    replies = race(school, student, course, "order-1")
     created = [r for r in replies if r.status == 201]
     assert created, [r.body for r in replies]
     assert {r.body["id"] for r in created} == {created[0].body["id"]}

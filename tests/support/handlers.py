@@ -3,6 +3,7 @@ authorizer's context, a Lambda context, and the answer parsed with exact decimal
 
 from __future__ import annotations
 
+import importlib.util
 import itertools
 import json
 import threading
@@ -11,10 +12,14 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from decimal import Decimal
+from pathlib import Path
+from types import ModuleType
 from typing import Any
 
-import botocore.client
+import pytest
+from botocore.client import BaseClient
 
+from learnflow.http import App
 from learnflow.jsonio import dumps
 from learnflow.tenancy import Mode, Tenant
 from tests.conftest import load_event
@@ -129,21 +134,65 @@ def parse(result: dict[str, Any]) -> Reply:
     return Reply(result["statusCode"], json.loads(text, parse_float=Decimal), text, headers)
 
 
+def container_copy(module: ModuleType, n: int) -> Handler:
+    """A fresh copy of a handler module, as another Lambda container would load it (its own
+    resolver: one resolver never runs two requests at once)."""
+    assert module.__file__ is not None
+    spec = importlib.util.spec_from_file_location(
+        f"{module.__name__}__container_{n}", Path(module.__file__)
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    copy = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(copy)
+    handler: Handler = copy.lambda_handler
+    return handler
+
+
+class _PerThread:
+    """A data descriptor whose value is each thread's own."""
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    def __get__(self, instance: object, owner: type | None = None) -> Any:
+        return getattr(self._local, "value", None)
+
+    def __set__(self, instance: object, value: Any) -> None:
+        self._local.value = value
+
+
 @contextmanager
-def atomic_dynamodb() -> Iterator[None]:
-    """Apply each DynamoDB call atomically, as DynamoDB does (moto in-process does not: its
-    conditional writes race under threads); the code between calls stays concurrent."""
+def separate_containers() -> Iterator[None]:
+    """What separate Lambda containers have and threads of one process do not, for tests that
+    run handlers (each a `container_copy`) concurrently on threads:
+
+    - DynamoDB applies each call atomically; moto in-process does not (a TransactWriteItems
+      deep-copies the table while other threads write to it): one lock per call restores that
+      guarantee and nothing more, the handlers' calls still interleave freely between calls.
+    - Powertools keeps the request being resolved on a class attribute (`BaseRouter.
+      current_event`), so two resolvers in one process would read each other's request: it is
+      made per thread, as it is per process in Lambda.
+    """
     lock = threading.Lock()
-    original = getattr(botocore.client.BaseClient, "_make_api_call")  # noqa: B009 - private
+    original: Callable[..., Any] = vars(BaseClient)["_make_api_call"]
 
-    def serialised(self: Any, operation: str, params: Any) -> Any:
-        if self.meta.service_model.service_name not in ("dynamodb",):
-            return original(self, operation, params)
+    def serialised(self: BaseClient, operation_name: str, api_params: dict[str, Any]) -> Any:
+        if self.meta.service_model.service_name != "dynamodb":
+            return original(self, operation_name, api_params)
         with lock:
-            return original(self, operation, params)
+            return original(self, operation_name, api_params)
 
-    setattr(botocore.client.BaseClient, "_make_api_call", serialised)  # noqa: B010 - private
-    try:
+    to_proxy_event: Callable[[App, dict[str, Any]], Any] = App._to_proxy_event
+    current = _PerThread()
+
+    def per_thread_event(self: App, event: dict[str, Any]) -> Any:
+        proxy = to_proxy_event(self, event)
+        current.__set__(self, proxy)
+        return proxy
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(BaseClient, "_make_api_call", serialised)
+        patch.setattr(App, "current_event", current, raising=False)
+        patch.setattr(App, "_to_proxy_event", per_thread_event)
         yield
-    finally:
-        setattr(botocore.client.BaseClient, "_make_api_call", original)  # noqa: B010

@@ -53,8 +53,10 @@ _DIGITS = re.compile(r"[0-9]{1,6}")
 
 # C0 controls, DEL and C1 controls: invisible, and NUL truncates strings in many systems a
 # client's data flows on to. Line breaks and tabs are text in the long fields that allow them.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
-_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Lone surrogates (a JSON escape such as "\udfff" for half a pair) are no character at all, and
+# nothing can encode them as UTF-8 to store.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ud800-\udfff]")
+_CONTROL_BUT_LINES = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 
 
 def _control_free(name: str, value: Any, pattern: re.Pattern[str]) -> None:
@@ -63,7 +65,7 @@ def _control_free(name: str, value: Any, pattern: re.Pattern[str]) -> None:
     if isinstance(value, str):
         if pattern.search(value):
             raise errors.parameter_invalid(
-                name, f"Invalid {name}: control characters are not allowed."
+                name, f"Invalid {name}: control characters and lone surrogates are not allowed."
             )
     elif isinstance(value, dict):
         for key, item in value.items():
