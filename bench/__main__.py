@@ -32,15 +32,17 @@ def main() -> None:
     from bench.scenarios import (  # noqa: PLC0415
         authorizer,
         create_table,
+        enrollments,
         list_courses,
         request_pipeline,
     )
 
-    with mock_aws():
-        create_table()
-        authorizer()
-        request_pipeline()
-        list_courses()
+    # A fresh moto per scenario: moto copies every table in each transaction, so one scenario's
+    # seeded catalogue would slow the next one's writes.
+    for scenario in (authorizer, request_pipeline, list_courses, enrollments):
+        with mock_aws():
+            create_table()
+            scenario()
 
 
 if __name__ == "__main__":

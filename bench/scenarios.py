@@ -1,9 +1,10 @@
-"""What `make bench` measures: the authorizer, the shared request pipeline, and course lists at
-two catalogue sizes, each beside a baseline taken in the same run."""
+"""What `make bench` measures: the authorizer, the shared request pipeline, course lists at two
+catalogue sizes and the cost of enrollments, each beside a baseline taken in the same run."""
 
 from __future__ import annotations
 
 import json
+import os
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -14,6 +15,7 @@ from bench.harness import Timing, measure, report
 from learnflow import clients, deps, ids
 from learnflow.config import get_settings
 from learnflow.db import keys
+from learnflow.jsonio import dumps
 from learnflow.keys import hash_secret
 from learnflow.models.courses import Course
 from learnflow.tenancy import Tenant
@@ -42,8 +44,9 @@ def _event(name: str) -> dict[str, Any]:
 
 def create_table() -> None:
     spec = table_definition(load_template())
-    name = get_settings().require_table()
-    boto3.client("dynamodb").create_table(**spec.create_table_kwargs(name))
+    boto3.client("dynamodb").create_table(
+        **spec.create_table_kwargs(get_settings().require_table())
+    )
     deps.reset()
 
 
@@ -176,3 +179,110 @@ def list_courses() -> None:
     print("\nitems read per list call (Query page + has_more probe + counters item):")
     for name, count in reads:
         print(f"  {name:<44} {count}")
+
+
+class _School:
+    """One tenant's catalogue and the enrollment routes, called as API Gateway calls them."""
+
+    def __init__(self, tenant: Tenant) -> None:
+        from functions.courses import create_course, update_course  # noqa: PLC0415
+        from functions.enrollments import cancel_enrollment, create_enrollment  # noqa: PLC0415
+        from functions.students import create_student  # noqa: PLC0415
+
+        self.tenant = tenant
+        self._students = iter(range(1_000_000))
+        self._handlers: dict[str, Any] = {
+            "create_course": create_course,
+            "update_course": update_course,
+            "create_student": create_student,
+            "create_enrollment": create_enrollment,
+            "cancel_enrollment": cancel_enrollment,
+        }
+        self.paid, self.free = self.course("49.99"), self.course("0")
+
+    def call(self, name: str, body: dict[str, Any], **path: str) -> dict[str, Any]:
+        event = _event(name)
+        event["body"] = dumps(body)
+        event["requestContext"]["authorizer"].update(
+            {"account_id": self.tenant.account_id, "mode": "test", "rate_limit": "100000000"}
+        )
+        if path:
+            event["pathParameters"] = path
+            event["path"] = str(event["resource"]).format(**path)
+        result = self._handlers[name].lambda_handler(event, Context())
+        answer = dict(json.loads(result["body"], parse_float=Decimal))
+        assert "error" not in answer, answer
+        return answer
+
+    def course(self, price: str) -> str:
+        body = {"title": "C", "description": "D", "price": Decimal(price), "currency": "USD"}
+        course_id = str(self.call("create_course", body)["id"])
+        self.call("update_course", {"status": "published"}, course_id=course_id)
+        return course_id
+
+    def student(self) -> str:
+        body = {"email": f"bench{next(self._students)}@example.com", "name": "Bench"}
+        return str(self.call("create_student", body)["id"])
+
+    def enroll(self, course_id: str, student_id: str | None = None) -> str:
+        body = {"student_id": student_id or self.student(), "course_id": course_id}
+        if course_id == self.paid:
+            body["payment_method_id"] = "pm_card_visa"
+        return str(self.call("create_enrollment", body)["id"])
+
+    def cancel(self, enrollment_id: str) -> None:
+        self.call("cancel_enrollment", {"refund": True}, enrollment_id=enrollment_id)
+
+
+def enrollments() -> None:
+    """What one enrollment costs: DynamoDB calls, items written and read, and calls to the
+    payments server (the local Stripe-compatible one, over HTTP through the real SDK), for a
+    paid enrollment, a free one and a cancel with refund; and their times beside a GetItem."""
+    from learnflow_cli.local.stripe_server import StripeServer  # noqa: PLC0415
+
+    server = StripeServer(port=0)
+    stripe_calls: list[str] = []
+    api = server._api
+
+    def counting(request: Any) -> Any:
+        stripe_calls.append(f"{request.method} {request.path}")
+        return api(request)
+
+    server._api = counting  # type: ignore[method-assign]
+    server.start()
+    os.environ["LEARNFLOW_STRIPE_API_BASE"] = server.url
+    os.environ["LEARNFLOW_STRIPE_SECRET_KEY_TEST"] = "sk_test_" + "B" * 32
+    school = _School(Tenant("acct_benchenrollments000000001", "test"))
+    print("\n## What one enrollment costs (each operation's own DynamoDB and payments traffic)")
+    print(
+        f"{'operation':<20} {'DynamoDB calls':>15} {'written':>8} {'read':>5} {'Stripe':>7}  calls"
+    )
+    operations: list[tuple[str, Any, Any]] = [
+        ("paid enrollment", lambda student: school.enroll(school.paid, student), school.student),
+        ("free enrollment", lambda student: school.enroll(school.free, student), school.student),
+        ("cancel with refund", school.cancel, lambda: school.enroll(school.paid)),
+    ]
+    for label, operation, prepare in operations:
+        argument = prepare()
+        stripe_calls.clear()
+        with count_dynamo_calls(_table().meta.client) as calls:
+            operation(argument)
+        detail = ", ".join(f"{name} {n}" for name, n in sorted(calls.calls.items()))
+        print(
+            f"{label:<20} {sum(calls.calls.values()):>15} {calls.items_written:>8}"
+            f" {calls.items_read:>5} {len(stripe_calls):>7}  {detail}"
+        )
+    item_key = keys.item(school.tenant, keys.COURSE, school.paid)
+    timings = [
+        measure("GetItem of the course (baseline)", lambda: _table().get_item(Key=item_key)),
+        measure("POST /students (a transaction of 3 items)", school.student, runs=60),
+        measure("POST /enrollments, free course", lambda: school.enroll(school.free), runs=60),
+        measure("POST /enrollments, paid (Stripe over HTTP)", lambda: school.enroll(school.paid)),
+        measure(
+            "enroll paid + cancel with refund",
+            lambda: school.cancel(school.enroll(school.paid)),
+            runs=40,
+        ),
+    ]
+    report("Enrollments, warm, moto in-process", timings, "GetItem of the course (baseline)")
+    server.stop()

@@ -28,7 +28,7 @@ from learnflow import deps, payments
 from learnflow.db.enrollments import EnrollmentRepository
 from learnflow.tenancy import Mode
 from learnflow_cli.local.stripe_server import StripeServer
-from learnflow_cli.template import TableDefinition
+from learnflow_cli.template import TableDefinition, load_template, stream_functions
 from tests.conftest import FAKE_ENV
 from tests.support.handlers import (
     Caller,
@@ -113,6 +113,10 @@ class School(Caller):
         created = self.call(create_student.lambda_handler, "create_student", body=body)
         assert created.status == 201, created.body
         return str(created.body["id"])
+
+    def email_of(self, student_id: str) -> str:
+        found = deps.student_repository().get(self.tenant, student_id)
+        return found.email
 
     def enroll(
         self,
@@ -745,3 +749,63 @@ def test_restricted_keys_are_held_to_their_permissions(
     else:
         assert (cancel.status, cancel.error["code"]) == (403, "insufficient_permissions")
         assert created.status == 403
+
+
+# --------------------------------------------------------------------------- the welcome e-mail
+
+
+def stream_records() -> list[dict[str, Any]]:
+    """Every record of the table's stream so far, shaped as Lambda delivers them."""
+    table = boto3.client("dynamodb").describe_table(TableName=FAKE_ENV["LEARNFLOW_TABLE"])
+    streams = boto3.client("dynamodbstreams")
+    arn = table["Table"]["LatestStreamArn"]
+    records: list[dict[str, Any]] = []
+    for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
+        iterator = streams.get_shard_iterator(
+            StreamArn=arn, ShardId=shard["ShardId"], ShardIteratorType="TRIM_HORIZON"
+        )["ShardIterator"]
+        for _ in range(100):  # bounded: a shard of a test's writes
+            page = streams.get_records(ShardIterator=iterator, Limit=1000)
+            records.extend({**record, "eventSourceARN": arn} for record in page["Records"])
+            if not page["Records"] or "NextShardIterator" not in page:
+                break
+            iterator = page["NextShardIterator"]
+    return records
+
+
+def test_one_welcome_email_through_the_stream_however_often_it_is_delivered(
+    school: School, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
+    from moto.ses.models import ses_backends  # noqa: PLC0415
+
+    from functions.notifications import send_welcome_email  # noqa: PLC0415
+    from learnflow_cli.local.services import matches_pattern  # noqa: PLC0415
+
+    sender = "welcome@learnflow.com"
+    monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", sender)
+    deps.reset()
+    boto3.client("sesv2").create_email_identity(EmailIdentity=sender)
+    (function,) = stream_functions(load_template())
+    course = school.course()
+    asked = school.enroll(school.student(), course, send_welcome_email=True).body
+    school.enroll(school.student(), course)  # did not ask
+    declined = school.enroll(school.student(), course, pm="pm_card_chargeDeclined")
+    assert declined.status == 402
+    mine = [
+        record
+        for record in stream_records()
+        if record["dynamodb"].get("NewImage", {}).get("account_id", {}).get("S")
+        == school.account_id
+        and any(matches_pattern(pattern, record) for pattern in function.filter_patterns)
+    ]
+    assert [r["dynamodb"]["NewImage"]["id"]["S"] for r in mine] == [asked["id"]]
+    sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
+    before = len(sent)
+    for _ in range(3):  # the stream delivers at least once
+        result = send_welcome_email.lambda_handler({"Records": mine}, Context())  # type: ignore[arg-type]
+        assert result == {"batchItemFailures": []}
+    assert len(sent) == before + 1
+    (message,) = sent[before:]
+    assert message.destinations["ToAddresses"] == [school.email_of(asked["student_id"])]
+    assert "Course" in message.subject

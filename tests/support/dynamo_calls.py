@@ -18,11 +18,16 @@ class DynamoCalls:
 
     calls: Counter[str] = field(default_factory=Counter)
     items: Counter[str] = field(default_factory=Counter)
+    written: Counter[str] = field(default_factory=Counter)  # items each operation wrote
     log: list[tuple[str, int]] = field(default_factory=list)  # (operation, items read) in order
 
     @property
     def items_read(self) -> int:
         return sum(self.items.values())
+
+    @property
+    def items_written(self) -> int:
+        return sum(self.written.values())
 
     @property
     def reads(self) -> int:
@@ -37,6 +42,17 @@ class DynamoCalls:
 
 
 _READS = ("Query", "Scan", "GetItem", "BatchGetItem", "TransactGetItems")
+
+
+def items_written(operation: str, params: dict[str, Any]) -> int:
+    """How many items a write asks to change (whether or not its conditions then hold)."""
+    if operation in ("PutItem", "UpdateItem", "DeleteItem"):
+        return 1
+    if operation == "TransactWriteItems":
+        return len(params.get("TransactItems", []))
+    if operation == "BatchWriteItem":
+        return sum(len(requests) for requests in params.get("RequestItems", {}).values())
+    return 0
 
 
 def items_read(operation: str, parsed: dict[str, Any]) -> int:
@@ -67,9 +83,15 @@ def count_dynamo_calls(client: Any) -> Iterator[DynamoCalls]:
     def after_call(parsed: dict[str, Any], model: Any, **_: Any) -> None:
         calls.record(str(model.name), parsed or {})
 
+    def before_build(params: dict[str, Any], model: Any, **_: Any) -> None:
+        # the call's own parameters, once per call (botocore's retries do not build again)
+        calls.written[str(model.name)] += items_written(str(model.name), params)
+
     events = client.meta.events
     events.register("after-call.dynamodb", after_call, unique_id=unique_id)
+    events.register("before-parameter-build.dynamodb", before_build, unique_id=unique_id + "-w")
     try:
         yield calls
     finally:
         events.unregister("after-call.dynamodb", unique_id=unique_id)
+        events.unregister("before-parameter-build.dynamodb", unique_id=unique_id + "-w")
