@@ -21,6 +21,7 @@ from urllib.parse import urlsplit
 import pytest
 import requests
 import stripe
+from botocore.exceptions import ClientError
 
 from learnflow.db import keys as db_keys
 from learnflow.ids import new_id
@@ -124,6 +125,45 @@ def test_malformed_authorization_is_401_without_invoking_the_authorizer(
     line = stack.log_line(response.headers["Request-Id"])
     assert "(gateway)" in line
     assert " auth " not in line
+
+
+def test_two_authorization_headers_are_401_before_the_authorizer(stack: Stack) -> None:
+    secret = stack.pro.keys["test"]
+    request = (
+        "GET /v2/courses HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+        f"Authorization: Bearer {secret}\r\nAuthorization: Bearer {secret}\r\n\r\n"
+    ).encode()
+    response, body = _raw(stack, request)
+    assert response.status == 401
+    request_id = response.getheader("Request-Id") or ""
+    error = json.loads(body)["error"]
+    assert error["type"] == "authentication_error"
+    assert error["request_id"] == request_id
+    assert response.getheader("WWW-Authenticate") == "Bearer"
+    line = stack.log_line(request_id)
+    assert "(gateway)" in line
+    assert " auth " not in line
+
+
+def test_256_connections_at_once_are_each_answered(stack: Stack) -> None:
+    """Clients arriving together wait to be accepted: none is reset (a listen queue of 5 reset
+    about half of 200)."""
+    address = urlsplit(stack.api)
+    count = 256
+    ready = threading.Barrier(count, timeout=20)
+
+    def one(_: int) -> int:
+        ready.wait()
+        with socket.create_connection((address.hostname or "", address.port or 80), 30) as sock:
+            sock.sendall(b"GET /v2/nothing HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            response = http.client.HTTPResponse(sock)
+            response.begin()
+            response.read()
+            return response.status
+
+    with ThreadPoolExecutor(max_workers=count) as pool:
+        statuses = list(pool.map(one, range(count)))
+    assert statuses == [404] * count
 
 
 def test_unknown_well_formed_key_is_401_from_the_authorizer(stack: Stack) -> None:
@@ -482,6 +522,11 @@ def handler(event, context):
         raise Exception("Unauthorized")
     if token == "boom":
         raise RuntimeError("database unavailable")
+    if token == "slow":
+        import time
+        time.sleep(5)
+    if token == "crash":
+        os._exit(3)
     if token == "malformed":
         return {"policyDocument": {}}
     statements = {
@@ -639,11 +684,18 @@ TEMPLATE: dict[str, Any] = {
                         404, "invalid_request_error", "route_not_found"
                     ),
                     "DEFAULT_5XX": _gateway_response(None, "api_error", "gateway"),
+                    # AUTHORIZER_CONFIGURATION_ERROR is left out: it falls back to DEFAULT_5XX.
+                    "AUTHORIZER_FAILURE": {
+                        **_gateway_response(503, "api_error", "service_unavailable"),
+                        "ResponseParameters": {
+                            "Headers": {"Request-Id": "context.requestId", "Retry-After": "'1'"}
+                        },
+                    },
                 },
             },
         },
         "Table": {"Type": "AWS::DynamoDB::Table", "Properties": {}},
-        "AuthFunction": _function("auth.handler"),
+        "AuthFunction": _function("auth.handler", Timeout=1),
         "EchoFunction": _function(
             "echo.handler",
             {
@@ -673,15 +725,13 @@ class Emulator:
         return len(self.invocations.read_text().splitlines()) if self.invocations.exists() else 0
 
 
-@pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
-    """The gateway over TEMPLATE's test functions, served twice: without and with the
-    authorizer cache (one runtime, so both share warm workers)."""
-    root = tmp_path_factory.mktemp("emulator")
+def _emulator_specs(
+    root: Path, invocations: Path
+) -> tuple[dict[str, Any], dict[str, gw.FunctionSpec]]:
+    """TEMPLATE, and its functions written under `root` and ready to run."""
     (root / "fns").mkdir()
     for name, source in FUNCTIONS.items():
         (root / "fns" / name).write_text(source)
-    invocations = root / "invocations.log"
     template = json.loads(json.dumps(TEMPLATE))
     template["Globals"]["Function"]["Environment"]["Variables"]["INVOCATIONS"] = str(invocations)
     intrinsics = gw.Intrinsics(
@@ -693,6 +743,16 @@ def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
     specs = gw.function_specs(
         template, root, intrinsics, region="us-east-1", local_environment={"LOCAL": "yes"}
     )
+    return template, specs
+
+
+@pytest.fixture(scope="module")
+def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Emulator]:
+    """The gateway over TEMPLATE's test functions, served twice: without and with the
+    authorizer cache (one runtime, so both share warm workers)."""
+    root = tmp_path_factory.mktemp("emulator")
+    invocations = root / "invocations.log"
+    template, specs = _emulator_specs(root, invocations)
     runtime = gw.LambdaRuntime(specs, preload=())
     servers = []
     for cache in (False, True):
@@ -900,21 +960,93 @@ def test_authorizer_event_is_a_token_event_with_the_method_arn(emulator: Emulato
 
 
 @pytest.mark.parametrize(
-    ("token", "status", "kind"),
+    ("token", "status", "kind", "code"),
     [
-        ("unauthorized", 401, "authentication_error"),
-        ("nothing", 403, "permission_error"),
-        ("boom", 500, "api_error"),
-        ("malformed", 500, "api_error"),
+        ("unauthorized", 401, "authentication_error", "unauthorized"),
+        ("nothing", 403, "permission_error", "denied"),
+        # Any other error of the function is AUTHORIZER_FAILURE, here the template's 503...
+        ("boom", 503, "api_error", "service_unavailable"),
+        ("slow", 503, "api_error", "service_unavailable"),  # past its 1 s timeout
+        ("crash", 503, "api_error", "service_unavailable"),
+        # ... and a malformed answer AUTHORIZER_CONFIGURATION_ERROR, not in this template:
+        # API Gateway falls back to DEFAULT_5XX, with its default status 500.
+        ("malformed", 500, "api_error", "gateway"),
     ],
 )
 def test_authorizer_outcomes_map_to_gateway_responses(
-    emulator: Emulator, token: str, status: int, kind: str
+    emulator: Emulator, token: str, status: int, kind: str, code: str
 ) -> None:
     response = requests.get(
         emulator.url + "/items/x", headers={"Authorization": f"Bearer {token}"}, timeout=10
     )
-    _error(response, status, kind, None)
+    _error(response, status, kind, code)
+    if status == 503:
+        assert response.headers["Retry-After"] == "1"  # the template's header mapping
+    # The authorizer recovers: a crashed or timed-out worker is replaced.
+    assert requests.get(emulator.url + "/items/x", headers=ALLOW, timeout=10).ok
+
+
+class _AuthorizerDown:
+    """The runtime as it answers when the authorizer cannot read the key store: the function
+    raises (not "Unauthorized"). No handler must run after it."""
+
+    def __init__(self, error: dict[str, Any]) -> None:
+        self.error = error
+        self.invoked: list[str] = []
+
+    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> gw.Invocation:
+        self.invoked.append(name)
+        return gw.Invocation(error=self.error)
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        {"errorType": "KeyStoreUnavailable", "errorMessage": "DynamoDB could not be read"},
+        {"errorType": "Sandbox.Timedout", "errorMessage": "Task timed out after 5.00 seconds"},
+        {"errorType": "Runtime.ExitError", "errorMessage": "Worker exited"},
+    ],
+    ids=["exception", "timeout", "crash"],
+)
+def test_a_key_store_failure_is_the_templates_503_never_a_401(error: dict[str, Any]) -> None:
+    """template.yaml's own AUTHORIZER_FAILURE: 503, Retry-After and the error envelope."""
+    template = tpl.load_template()
+    runtime = _AuthorizerDown(error)
+    gateway = gw.Gateway(
+        template, cast("gw.LambdaRuntime", runtime), api_id="api123", region="us-east-1"
+    )
+    headers = [("Authorization", "Bearer sk_test_" + "a" * 32)]
+    response = gateway.handle(
+        gw.HttpRequest("GET", "/v2/courses", headers, b"", source_ip="127.0.0.1")
+    )
+    assert response.status == 503
+    body = json.loads(response.body)
+    assert body["error"]["type"] == "api_error"
+    assert body["error"]["code"] == "service_unavailable"
+    sent = dict(response.headers)
+    assert sent["Retry-After"]
+    assert body["error"]["request_id"] == sent["Request-Id"] == response.request_id
+    assert runtime.invoked == [gateway.authorizer_function]
+    assert any(error["errorType"] in note for note in response.notes)  # on the console
+
+
+def test_two_authorization_headers_are_401_without_invoking_the_authorizer(
+    emulator: Emulator,
+) -> None:
+    before = emulator.authorizer_calls()
+    address = urlsplit(emulator.url)
+    request = (
+        b"GET /v2/items/x HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer allow\r\n"
+        b"Authorization: Bearer allow\r\nConnection: close\r\n\r\n"
+    )
+    with socket.create_connection((address.hostname or "", address.port or 80), 10) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        body = json.loads(response.read())
+    assert response.status == 401
+    assert body["error"]["code"] == "unauthorized"
+    assert emulator.authorizer_calls() == before
 
 
 def test_policy_is_evaluated_against_each_method_arn_with_deny_winning(
@@ -1026,6 +1158,38 @@ def test_emulator_failure_is_the_templates_5xx_with_a_request_id() -> None:
     assert any("RuntimeError" in note for note in logged[0].notes)  # the console shows the bug
 
 
+def _unknown_route(sock: socket.socket) -> int:
+    sock.sendall(b"GET /v2/unknown HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
+    response = http.client.HTTPResponse(sock)
+    response.begin()
+    response.read()
+    return response.status
+
+
+@pytest.mark.parametrize("max_connections", [512, 4])
+def test_connections_wait_in_the_listen_queue_until_served(max_connections: int) -> None:
+    """256 clients connect before the server accepts any (as when it is busy): each handshake
+    completes in the kernel's queue and each request is answered, also when fewer threads than
+    clients may run at once. A queue of 5 left the 7th client's connect hanging."""
+    runtime = cast("gw.LambdaRuntime", _BrokenRuntime())
+    server = gw.GatewayServer(("127.0.0.1", 0), lambda *_: None, max_connections=max_connections)
+    server.gateway = gw.Gateway(TEMPLATE, runtime, api_id="api123", region="us-east-1")
+    sockets: list[socket.socket] = []
+    serving = None
+    try:
+        for _ in range(256):
+            sockets.append(socket.create_connection(("127.0.0.1", server.port), timeout=2))
+        serving = gw.serve_in_thread(server)
+        statuses = [_unknown_route(sock) for sock in sockets]
+    finally:
+        for sock in sockets:
+            sock.close()
+        if serving is not None:  # shutdown() waits for a serve loop: only when one runs
+            server.shutdown()
+        server.server_close()
+    assert statuses == [404] * 256
+
+
 def test_decimal_in_a_response_is_serialised_as_lambda_does(emulator: Emulator) -> None:
     response = requests.get(emulator.url + "/broken?mode=decimal", headers=ALLOW, timeout=10)
     assert response.status_code == 200
@@ -1084,6 +1248,52 @@ def test_concurrent_invocations_of_one_function_never_see_each_others_event(
         assert body["event"]["requestContext"]["path"] == f"/v2/items/n{index}"
     # Several workers served them at once (at most four per function).
     assert 1 < len({body["pid"] for _, body in results}) <= 4
+
+
+def _slow(seconds: float = 0) -> dict[str, Any]:
+    return {"queryStringParameters": {"seconds": str(seconds)}, "mode": "digits"}
+
+
+def _total(runtime: gw.LambdaRuntime) -> int:
+    return sum(count for count, _ in runtime.workers().values())
+
+
+def test_workers_are_capped_in_all_and_idle_ones_are_reaped(tmp_path: Path) -> None:
+    """At most `max_total` workers across functions: a function without one takes the least
+    recently used idle worker of another; and workers idle for `idle_seconds` are stopped."""
+    _, specs = _emulator_specs(tmp_path, tmp_path / "invocations.log")
+    runtime = gw.LambdaRuntime(specs, max_total=2, idle_seconds=0.5, preload=())
+    try:
+        for name in ("SlowFunction", "TimeoutFunction", "SlowFunction", "EchoFunction"):
+            event = _slow() if name != "EchoFunction" else {"requestContext": {"requestId": "r"}}
+            assert runtime.invoke(name, event).ok
+            assert _total(runtime) <= 2
+        # TimeoutFunction's worker was the least recently used when EchoFunction needed one.
+        assert set(runtime.workers()) == {"SlowFunction", "EchoFunction"}
+        deadline = time.monotonic() + 5
+        while runtime.workers() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert runtime.workers() == {}
+    finally:
+        runtime.close()
+
+
+def test_a_function_without_a_worker_waits_for_room_when_all_are_busy(tmp_path: Path) -> None:
+    _, specs = _emulator_specs(tmp_path, tmp_path / "invocations.log")
+    runtime = gw.LambdaRuntime(specs, max_total=2, preload=())
+    try:
+        with ThreadPoolExecutor(max_workers=3) as pool:
+            busy = [pool.submit(runtime.invoke, "SlowFunction", _slow(0.5)) for _ in range(2)]
+            time.sleep(0.2)
+            assert _total(runtime) == 2
+            started = time.monotonic()
+            waiting = pool.submit(runtime.invoke, "TimeoutFunction", _slow())
+            assert waiting.result(timeout=10).ok
+            assert time.monotonic() - started > 0.2  # it waited for a SlowFunction worker
+            assert all(result.result(timeout=10).ok for result in busy)
+        assert _total(runtime) <= 2
+    finally:
+        runtime.close()
 
 
 def test_two_slow_requests_to_one_function_run_at_the_same_time(emulator: Emulator) -> None:
@@ -1163,12 +1373,31 @@ class _FakeStreams:
         return {"Records": records, "NextShardIterator": "iterator"}
 
 
+class _TrimmedStreams(_FakeStreams):
+    """A stream whose first position was trimmed before it was read (delivery fell behind)."""
+
+    def __init__(self, records: list[dict[str, Any]]) -> None:
+        super().__init__(records)
+        self.positions: list[str] = []
+
+    def get_shard_iterator(self, **kwargs: Any) -> dict[str, Any]:
+        self.positions.append(str(kwargs["ShardIteratorType"]))
+        return {"ShardIterator": kwargs["ShardIteratorType"]}
+
+    def get_records(self, **kwargs: Any) -> dict[str, Any]:
+        if kwargs["ShardIterator"] == "LATEST":
+            error = {"Error": {"Code": "TrimmedDataAccessException", "Message": "trimmed"}}
+            raise ClientError(error, "GetRecords")  # type: ignore[arg-type]
+        return super().get_records(**kwargs)
+
+
 def _deliver(
     records: list[dict[str, Any]],
     answers: list[gw.Invocation],
     *,
     retries: int = 2,
     batch_size: int = 10,
+    streams: _FakeStreams | None = None,
 ) -> tuple[list[list[str]], list[str]]:
     """Run one delivery; (sequence numbers of each invocation's batch, log lines)."""
     function = tpl.StreamFunction(
@@ -1187,7 +1416,7 @@ def _deliver(
     batches: list[list[str]] = []
     logs: list[str] = []
     prepared: list[bool] = []
-    streams = _FakeStreams(records)
+    streams = streams or _FakeStreams(records)
 
     def invoke(name: str, event: dict[str, Any]) -> gw.Invocation:
         assert name == "Welcome"
@@ -1230,3 +1459,11 @@ def test_stream_delivery_gives_up_after_the_maximum_retry_attempts() -> None:
 def test_stream_delivery_batches_by_batch_size() -> None:
     batches, _ = _deliver([_record(n) for n in range(1, 6)], [], batch_size=2)
     assert batches == [["1", "2"], ["3", "4"], ["5"]]
+
+
+def test_stream_delivery_goes_on_from_the_oldest_record_kept_after_a_trim() -> None:
+    streams = _TrimmedStreams([_record(1), _record(2)])
+    batches, logs = _deliver([], [], streams=streams)
+    assert streams.positions == ["LATEST", "TRIM_HORIZON"]
+    assert batches == [["1", "2"]]
+    assert any("trimmed" in line for line in logs)

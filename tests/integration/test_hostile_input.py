@@ -105,7 +105,7 @@ def test_a_utf8_body_sent_as_base64_is_read() -> None:
 def test_control_characters_are_400_naming_the_field(
     handler: Handler, event: str, body: dict[str, Any], param: str
 ) -> None:
-    base: dict[str, Any] = {
+    bases: dict[str, dict[str, Any]] = {
         "create_course": {
             "title": "T",
             "description": "D",
@@ -114,8 +114,8 @@ def test_control_characters_are_400_naming_the_field(
         },
         "create_instructor": {"name": "N"},
         "create_student": {"email": "s@example.com", "name": "N"},
-    }[event]
-    reply = Caller().call(handler, event, body={**base, **body})
+    }
+    reply = Caller().call(handler, event, body={**bases[event], **body})
     assert (reply.status, reply.error["code"], reply.error["param"]) == (
         400,
         "parameter_invalid",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import collections
 import contextlib
 import hashlib
 import importlib
@@ -59,7 +60,12 @@ RUNTIME_PRELOAD = (
     "stripe",
 )
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+_CACHE_PRUNE_SIZE = 1000  # authorizer cache entries before expired ones are swept out
 INIT_TIMEOUT_SECONDS = 10.0  # Lambda's init phase limit
+# Worker processes in all (each 60-90 MB resident): the authorizer and a few busy functions at
+# full concurrency; with about 20 functions at four each, memory would reach gigabytes.
+MAX_WORKERS = 16
+WORKER_IDLE_SECONDS = 300.0  # Lambda reclaims an idle execution environment after minutes
 _TEXT_TYPES = re.compile(
     r"^(text/.*|application/(json|[\w.+-]+\+json|xml|[\w.+-]+\+xml|javascript|"
     r"x-www-form-urlencoded|graphql)|)$",
@@ -442,24 +448,45 @@ def start_forkserver(preload: Sequence[str] = RUNTIME_PRELOAD) -> BaseContext:
 # would see each other's request. One process per concurrent invocation isolates them as Lambda
 # does, lets a slow request run beside fast ones, and lets handler work use a second core.
 class LambdaRuntime:
-    """Lambda for the local stack: per function, a small pool of warm worker processes started
-    on demand (at most `max_containers` each; further requests wait, as they would queue behind
-    a function's reserved concurrency)."""
+    """Lambda for the local stack: warm worker processes started on demand, at most
+    `max_containers` per function and `max_total` in all (each is a Python process of its own,
+    60-90 MB). A request that finds no idle worker of its function and no room waits, as it
+    would queue behind reserved concurrency; when the total is reached, the least recently used
+    idle worker of another function makes room. Workers idle for `idle_seconds` are stopped,
+    as Lambda reclaims idle execution environments."""
 
     def __init__(
         self,
         specs: Mapping[str, FunctionSpec],
         *,
         max_containers: int = 4,
+        max_total: int = MAX_WORKERS,
+        idle_seconds: float = WORKER_IDLE_SECONDS,
         preload: Sequence[str] = RUNTIME_PRELOAD,
     ) -> None:
         self.specs = dict(specs)
         self._max = max_containers
+        self._max_total = max(1, max_total)
+        self._idle_seconds = idle_seconds
         self._context = start_forkserver(preload)
         self._cond = threading.Condition()
-        self._idle: dict[str, list[_Container]] = {name: [] for name in self.specs}
+        # Per function, idle workers by the time they were last released (oldest first).
+        self._idle: dict[str, list[tuple[float, _Container]]] = {name: [] for name in self.specs}
         self._count: dict[str, int] = dict.fromkeys(self.specs, 0)
+        self._waiting: dict[str, collections.deque[object]] = {
+            name: collections.deque() for name in self.specs
+        }
+        self._total = 0
         self._closed = False
+        self._reaper = threading.Thread(target=self._reap, name="lambda-reaper", daemon=True)
+        self._reaper.start()
+
+    def workers(self) -> dict[str, tuple[int, int]]:
+        """Per function with workers: (all, idle)."""
+        with self._cond:
+            return {
+                name: (count, len(self._idle[name])) for name, count in self._count.items() if count
+            }
 
     def prewarm(self, name: str) -> threading.Thread:
         """Start one worker of `name` in the background (the forkserver too, the first time)."""
@@ -493,26 +520,66 @@ class LambdaRuntime:
 
     def _acquire(self, name: str) -> tuple[_Container | None, dict[str, Any] | None, float]:
         deadline = time.monotonic() + self.specs[name].timeout + INIT_TIMEOUT_SECONDS + 30
+        evicted: _Container | None = None
+        # Requests for a function are served in their order of arrival: without a queue, the
+        # ones woken last under load could wait until their deadline while others overtake.
+        ticket = object()
+        queue = self._waiting[name]
         with self._cond:
-            while not self._idle[name] and self._count[name] >= self._max:
-                remaining = deadline - time.monotonic()
-                if self._closed or remaining <= 0:
-                    throttled = {"errorType": "TooManyRequestsException", "errorMessage": "Rate"}
-                    return None, throttled, 0.0
-                self._cond.wait(remaining)
-            if self._idle[name]:
-                return self._idle[name].pop(), None, 0.0
-            self._count[name] += 1
+            queue.append(ticket)
+            try:
+                while True:
+                    if queue[0] is ticket and self._idle[name]:
+                        # The most recently used: the others grow idle and are reaped first.
+                        return self._idle[name].pop()[1], None, 0.0
+                    remaining = deadline - time.monotonic()
+                    if self._closed or remaining <= 0:
+                        throttled = {
+                            "errorType": "TooManyRequestsException",
+                            "errorMessage": "Rate",
+                        }
+                        return None, throttled, 0.0
+                    if queue[0] is ticket and self._count[name] < self._max:
+                        # Only a function without any worker takes another's: one that has
+                        # some waits for its own, so busy functions do not evict each other in
+                        # turn (every eviction is a cold start later).
+                        if self._total >= self._max_total and self._count[name] == 0:
+                            evicted = self._evict_idle()
+                        if self._total < self._max_total:
+                            self._count[name] += 1
+                            self._total += 1
+                            break
+                    self._cond.wait(remaining)
+            finally:
+                queue.remove(ticket)
+                self._cond.notify_all()  # the next in line may go
+        if evicted is not None:
+            evicted.stop(kill=True)
         return self._start(name, counted=True)
+
+    def _evict_idle(self) -> _Container | None:
+        """The least recently used idle worker, of a function that keeps another if there is
+        one, taken out of the pool (called with the lock held; the caller stops it)."""
+        candidates = [(idle[0][0], name) for name, idle in self._idle.items() if idle]
+        spare = [candidate for candidate in candidates if self._count[candidate[1]] > 1]
+        if not candidates:
+            return None
+        _, name = min(spare or candidates)
+        container = self._idle[name].pop(0)[1]
+        self._count[name] -= 1
+        self._total -= 1
+        return container
 
     def _start(
         self, name: str, *, counted: bool = False
     ) -> tuple[_Container | None, dict[str, Any] | None, float]:
         if not counted:
             with self._cond:
-                if self._closed or self._count[name] >= self._max:
+                full = self._count[name] >= self._max or self._total >= self._max_total
+                if self._closed or full:
                     return None, {"errorType": "Closed", "errorMessage": "no capacity"}, 0.0
                 self._count[name] += 1
+                self._total += 1
         try:
             container = _Container(self._context, self.specs[name])
         except Exception as error:  # the stack keeps serving other functions
@@ -529,7 +596,7 @@ class LambdaRuntime:
         name = container.spec.name
         with self._cond:
             if healthy and not self._closed:
-                self._idle[name].append(container)
+                self._idle[name].append((time.monotonic(), container))
                 self._cond.notify_all()
                 return
         container.stop(kill=True)
@@ -538,12 +605,32 @@ class LambdaRuntime:
     def _forget(self, name: str) -> None:
         with self._cond:
             self._count[name] -= 1
+            self._total -= 1
             self._cond.notify_all()
+
+    def _reap(self) -> None:
+        """Stop the workers idle for longer than idle_seconds, until the runtime closes."""
+        interval = max(0.05, min(30.0, self._idle_seconds / 4))
+        while True:
+            with self._cond:
+                if self._cond.wait_for(lambda: self._closed, timeout=interval):
+                    return
+                horizon = time.monotonic() - self._idle_seconds
+                stale: list[_Container] = []
+                for name, idle in self._idle.items():
+                    while idle and idle[0][0] <= horizon:
+                        stale.append(idle.pop(0)[1])
+                        self._count[name] -= 1
+                        self._total -= 1
+                if stale:
+                    self._cond.notify_all()
+            for container in stale:
+                container.stop(kill=True)
 
     def close(self) -> None:
         with self._cond:
             self._closed = True
-            idle = [container for pool in self._idle.values() for container in pool]
+            idle = [container for pool in self._idle.values() for _, container in pool]
             for pool in self._idle.values():
                 pool.clear()
             self._cond.notify_all()
@@ -822,10 +909,15 @@ class Gateway:
     def _authorize(
         self, request: HttpRequest, method_arn: str, context: dict[str, str]
     ) -> _AuthOutcome:
-        """API Gateway's TOKEN authorizer: the identity header must match the validation
-        expression before the function is called; "Unauthorized" is a 401, a policy that does
-        not allow the method a 403, anything else a 500."""
-        token = _header(request, self._authorizer.identity_header)
+        """API Gateway's TOKEN authorizer: the identity header must be sent once and match the
+        validation expression before the function is called; "Unauthorized" is a 401, a policy
+        that does not allow the method a 403, any other error of the function (an exception, a
+        timeout, a crash) AUTHORIZER_FAILURE and a malformed answer
+        AUTHORIZER_CONFIGURATION_ERROR, both 500 unless the template says otherwise."""
+        tokens = _headers(request, self._authorizer.identity_header)
+        # Two values for the identity header (two `Authorization` lines) identify nobody: which
+        # one would be the caller's is anyone's guess.
+        token = tokens[0] if len(tokens) == 1 else None
         if token is None or not self._authorizer.accepts(token):
             return _AuthOutcome(refusal=self._gateway_response("UNAUTHORIZED", 401, context))
         cached = self._cached(token)
@@ -839,7 +931,9 @@ class Gateway:
                 if result.error.get("errorMessage") == "Unauthorized":
                     refusal = self._gateway_response("UNAUTHORIZED", 401, context)
                     return _AuthOutcome(refusal=refusal, invoked_ms=invoked_ms)
-                refusal = self._gateway_response("AUTHORIZER_CONFIGURATION_ERROR", 500, context)
+                # The function could not decide (its key store is down, it timed out or
+                # crashed): a server error the client may retry, never a 401.
+                refusal = self._gateway_response("AUTHORIZER_FAILURE", 500, context)
                 refusal.notes.append(_describe_error(self._authorizer.function_id, result.error))
                 return _AuthOutcome(refusal=refusal, invoked_ms=invoked_ms)
             cached = self._parse_policy(result.payload)
@@ -851,6 +945,10 @@ class Gateway:
                 cached.expires = time.monotonic() + self._authorizer.ttl
                 with self._cache_lock:
                     self._cache[token] = cached
+                    if len(self._cache) > _CACHE_PRUNE_SIZE:  # tokens nobody sends again
+                        now = time.monotonic()
+                        for stale in [t for t, e in self._cache.items() if e.expires <= now]:
+                            del self._cache[stale]
         context["authorizer.principalId"] = cached.principal_id
         if not policy_allows(cached.policy, method_arn):
             refusal = self._gateway_response("ACCESS_DENIED", 403, context)
@@ -1078,6 +1176,7 @@ _GATEWAY_MESSAGES = {
     "INVALID_API_KEY": "Forbidden",
     "REQUEST_TOO_LARGE": "Request Too Long",
     "AUTHORIZER_CONFIGURATION_ERROR": "Internal server error",
+    "AUTHORIZER_FAILURE": "Internal server error",
     "DEFAULT_4XX": "Bad Request",
     "DEFAULT_5XX": "Internal server error",
 }
@@ -1110,11 +1209,13 @@ def _describe_error(function: str | None, error: Mapping[str, Any]) -> str:
 
 
 def _header(request: HttpRequest, name: str) -> str | None:
-    found = None
-    for key, value in request.headers:
-        if key.lower() == name.lower():
-            found = value
-    return found
+    """The last value of a header (API Gateway's single-value view), None when absent."""
+    values = _headers(request, name)
+    return values[-1] if values else None
+
+
+def _headers(request: HttpRequest, name: str) -> list[str]:
+    return [value for key, value in request.headers if key.lower() == name.lower()]
 
 
 def _resource_id(path: str) -> str:
@@ -1143,12 +1244,18 @@ _HEX = re.compile(rb"[0-9A-Fa-f]+")
 _LINE_LIMIT = 65537  # http.server's own limit on the request line
 _MAX_TRAILERS = 100  # http.client's limit on header lines
 _READ_BYTES = 64 * 1024
+REQUEST_QUEUE_SIZE = 1024  # the kernel caps it at net.core.somaxconn (4096 on current Linux)
+MAX_CONNECTIONS = 512  # connection threads at once; each idle one ends after IDLE_SECONDS
+IDLE_SECONDS = 60.0  # an idle keep-alive connection is closed, as a load balancer would
 
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server_version = "learnflow-local"
     sys_version = ""
+    # The socket's timeout: a keep-alive connection that sends nothing for this long (or a
+    # client that stops mid-request) is closed, so idle clients cannot hold every thread.
+    timeout = IDLE_SECONDS
     server: GatewayServer
 
     def _serve(self) -> None:
@@ -1282,18 +1389,49 @@ class _Handler(BaseHTTPRequestHandler):
 
 
 class GatewayServer(ThreadingHTTPServer):
-    """The gateway on a threaded HTTP server (one thread per connection; keep-alive works)."""
+    """The gateway on a threaded HTTP server: a thread per connection (keep-alive works), at
+    most `max_connections` at once; further connections wait in the listen queue, not refused."""
 
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default of 5 resets connections as soon as a few clients arrive together.
+    request_queue_size = REQUEST_QUEUE_SIZE
 
     gateway: Gateway  # set before serving: the port is bound first, to fail fast when taken
 
     def __init__(
-        self, address: tuple[str, int], log: Callable[[str, str, HttpResponse, float], None]
+        self,
+        address: tuple[str, int],
+        log: Callable[[str, str, HttpResponse, float], None],
+        *,
+        max_connections: int = MAX_CONNECTIONS,
     ) -> None:
         self._log = log
+        self._slots = threading.BoundedSemaphore(max_connections)
+        self._closing = threading.Event()
         super().__init__(address, _Handler)
+
+    def process_request(self, request: Any, client_address: Any) -> None:
+        # Waiting here holds the accept loop, so the kernel queues further connections.
+        while not self._slots.acquire(timeout=0.5):
+            if self._closing.is_set():
+                self.shutdown_request(request)
+                return
+        try:
+            super().process_request(request, client_address)
+        except BaseException:
+            self._slots.release()
+            raise
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            self._slots.release()
+
+    def shutdown(self) -> None:
+        self._closing.set()
+        super().shutdown()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         if isinstance(sys.exc_info()[1], ConnectionError):

@@ -10,12 +10,13 @@ import string
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import click
 
@@ -33,6 +34,7 @@ DEFAULT_TABLE = "learnflow-local"
 API_NAME = "learnflow-local"
 LOOPBACK = "127.0.0.1"
 CURL_PATH = "/courses"  # what the banner's ready-to-paste curl line calls
+STRIPE_MODES = ("test", "live")
 
 
 class _Console:
@@ -75,6 +77,8 @@ class _Options:
     stripe_api_base: str | None
     table: str
     seed: bool
+    # False when --stripe-port was left at its default: another port is taken if it is busy.
+    stripe_port_given: bool = True
 
 
 @dataclass(slots=True)
@@ -130,7 +134,8 @@ class _Stack:
     default=12111,
     show_default=True,
     type=int,
-    help="Port of the local Stripe-compatible server (0 picks a free port).",
+    help="Port of the local Stripe-compatible server (0 picks a free port; when the default "
+    "is taken, a free one is picked and shown).",
 )
 @click.option(
     "--aws-endpoint",
@@ -142,7 +147,8 @@ class _Stack:
     "--stripe-api-base",
     metavar="URL",
     help="Send payments here instead of the local server (e.g. https://api.stripe.com with "
-    "LEARNFLOW_STRIPE_SECRET_KEY=sk_test_...); LEARNFLOW_STRIPE_API_BASE does the same.",
+    "LEARNFLOW_STRIPE_SECRET_KEY_TEST=sk_test_... and, for live keys, "
+    "LEARNFLOW_STRIPE_SECRET_KEY_LIVE=sk_live_...); LEARNFLOW_STRIPE_API_BASE does the same.",
 )
 @click.option("--table", default=DEFAULT_TABLE, show_default=True, help="DynamoDB table name.")
 @click.option("--no-seed", is_flag=True, help="Do not create the two demo accounts.")
@@ -172,6 +178,8 @@ def serve(
         stripe_api_base=stripe_api_base,
         table=table,
         seed=not no_seed,
+        stripe_port_given=click.get_current_context().get_parameter_source("stripe_port")
+        is not click.core.ParameterSource.DEFAULT,
     )
     console = _Console()
     stack = _Stack()
@@ -234,7 +242,7 @@ class _Starter:
         gw.start_forkserver()
         endpoint = self._start_moto(services)
         template = tpl.load_template()
-        stripe_base, stripe_secret = self._start_payments(services)
+        stripe_base, stripe_secrets = self._start_payments()
         region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
         if self.stack.moto is not None:
             endpoint = self.stack.moto.endpoint()
@@ -250,7 +258,7 @@ class _Starter:
             provisioned=provisioned,
             apigateway=apigateway,
             stripe_base=stripe_base,
-            stripe_secret=stripe_secret,
+            stripe_secrets=stripe_secrets,
         )
         accounts: list[SeededAccount] = []
         if options.seed:
@@ -303,20 +311,15 @@ class _Starter:
         self.stack.server = server
         return server
 
-    def _start_payments(self, services: Any) -> tuple[str, str]:
-        """(API base, secret key): the local server unless told to go elsewhere."""
-        base = self.options.stripe_api_base or os.environ.get("LEARNFLOW_STRIPE_API_BASE")
-        if base:
-            secret = os.environ.get("LEARNFLOW_STRIPE_SECRET_KEY", "")
-            if not secret:
-                raise click.ClickException(
-                    "--stripe-api-base needs LEARNFLOW_STRIPE_SECRET_KEY (a sk_test_ key) set"
-                )
-            return base, secret
-        self.stack.stripe = services.start_stripe(LOOPBACK, self.options.stripe_port)
-        alphabet = string.ascii_letters + string.digits
-        secret = "sk_test_local" + "".join(secrets.choice(alphabet) for _ in range(24))
-        return str(self.stack.stripe.url), secret
+    def _start_payments(self) -> tuple[str, dict[str, str]]:
+        payments = start_payments(
+            api_base=self.options.stripe_api_base or os.environ.get("LEARNFLOW_STRIPE_API_BASE"),
+            port=self.options.stripe_port,
+            port_given=self.options.stripe_port_given,
+            note=lambda text: self.console.line(f"note: {text}", err=True),
+        )
+        self.stack.stripe = payments.server
+        return payments.api_base, payments.keys
 
     def _gateway(
         self,
@@ -326,7 +329,7 @@ class _Starter:
         provisioned: Provisioned,
         apigateway: Any,
         stripe_base: str,
-        stripe_secret: str,
+        stripe_secrets: dict[str, str],
     ) -> Gateway:
         from learnflow_cli import template as tpl  # noqa: PLC0415
         from learnflow_cli.local import gateway as gw  # noqa: PLC0415
@@ -347,8 +350,7 @@ class _Starter:
         )
         local_env = {
             **aws.environment(),
-            "LEARNFLOW_STRIPE_SECRET_KEY": stripe_secret,
-            "LEARNFLOW_STRIPE_API_BASE": stripe_base,
+            **stripe_environment(stripe_base, stripe_secrets),
             # X-Ray has no daemon here; Powertools' tracer would only complain.
             "POWERTOOLS_TRACE_DISABLED": "true",
         }
@@ -356,8 +358,8 @@ class _Starter:
             # The console shows one line per request; the functions' own INFO lines would bury
             # it. POWERTOOLS_LOG_LEVEL=INFO (or DEBUG) in the environment brings them back.
             "POWERTOOLS_LOG_LEVEL": os.environ.get("POWERTOOLS_LOG_LEVEL") or "WARNING",
-            # Production reads the Stripe key from SSM; here it is given directly (above).
-            "LEARNFLOW_STRIPE_SECRET_PARAMETER": "",
+            # Production reads the Stripe keys from SSM; here they are given directly (above).
+            **{f"LEARNFLOW_STRIPE_SECRET_PARAMETER_{mode.upper()}": "" for mode in STRIPE_MODES},
         }
         specs = gw.function_specs(
             template,
@@ -417,6 +419,81 @@ class _Starter:
             )
             delivery.start()
             self.stack.streams.append(delivery)
+
+
+@dataclass(frozen=True, slots=True)
+class Payments:
+    api_base: str
+    keys: dict[str, str]  # mode → Stripe secret key
+    server: Any = None  # the local Stripe-compatible server, when it runs
+
+
+def start_payments(
+    *, api_base: str | None, port: int, port_given: bool, note: Callable[[str], None]
+) -> Payments:
+    """Where the functions' payments go: `api_base` with keys from the environment, else the
+    local Stripe-compatible server on `port` with a generated key per mode (the server tells
+    live mode from `_live_` in the key, as Stripe's keys read). When the port was not chosen
+    (`port_given` False) and is taken, any free port is used, and `note` says which."""
+    from learnflow_cli.local import services  # noqa: PLC0415 - `learnflow --help` stays fast
+
+    if api_base:
+        keys, missing = stripe_keys_from_environment(os.environ)
+        for mode in missing:
+            note(
+                f"LEARNFLOW_STRIPE_SECRET_KEY_{mode.upper()} is not set: requests made with "
+                f"{mode} API keys cannot reach Stripe"
+            )
+        return Payments(api_base, keys)
+    server = services.start_stripe(LOOPBACK, port, any_port_if_taken=not port_given)
+    listening = urlsplit(str(server.url)).port
+    if port and listening != port:
+        note(
+            f"port {port} is taken; the Stripe-compatible server listens on {listening} "
+            "instead (--stripe-port chooses)"
+        )
+    return Payments(str(server.url), {mode: _local_secret(mode) for mode in STRIPE_MODES}, server)
+
+
+def _local_secret(mode: str) -> str:
+    alphabet = string.ascii_letters + string.digits
+    return f"sk_{mode}_local" + "".join(secrets.choice(alphabet) for _ in range(24))
+
+
+def stripe_keys_from_environment(environ: Mapping[str, str]) -> tuple[dict[str, str], list[str]]:
+    """The Stripe secret key of each mode for --stripe-api-base, and the modes without one:
+    LEARNFLOW_STRIPE_SECRET_KEY_TEST (or the older LEARNFLOW_STRIPE_SECRET_KEY) and
+    LEARNFLOW_STRIPE_SECRET_KEY_LIVE. A key of the other mode in a slot is refused: test
+    requests must never move real money, nor live ones go to the sandbox."""
+    names = {
+        "test": ("LEARNFLOW_STRIPE_SECRET_KEY_TEST", "LEARNFLOW_STRIPE_SECRET_KEY"),
+        "live": ("LEARNFLOW_STRIPE_SECRET_KEY_LIVE",),
+    }
+    keys: dict[str, str] = {}
+    for mode, candidates in names.items():
+        name = next((name for name in candidates if environ.get(name, "").strip()), None)
+        if name is None:
+            continue
+        key = environ[name].strip()
+        if not key.startswith((f"sk_{mode}_", f"rk_{mode}_")):
+            raise click.ClickException(
+                f"{name} is not a {mode}-mode key (expected sk_{mode}_... or rk_{mode}_...)"
+            )
+        keys[mode] = key
+    if not keys:
+        raise click.ClickException(
+            "--stripe-api-base needs LEARNFLOW_STRIPE_SECRET_KEY_TEST (a sk_test_ key) and/or "
+            "LEARNFLOW_STRIPE_SECRET_KEY_LIVE (a sk_live_ key) set"
+        )
+    return keys, [mode for mode in STRIPE_MODES if mode not in keys]
+
+
+def stripe_environment(base: str, keys: Mapping[str, str]) -> dict[str, str]:
+    """What the functions read to reach Stripe: the API base and a secret key per mode."""
+    return {
+        "LEARNFLOW_STRIPE_API_BASE": base,
+        **{f"LEARNFLOW_STRIPE_SECRET_KEY_{mode.upper()}": key for mode, key in keys.items()},
+    }
 
 
 def _template_parameters(template: dict[str, Any]) -> dict[str, str]:

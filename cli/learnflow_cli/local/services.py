@@ -4,15 +4,10 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import email
-import email.policy
 import json
-import logging
 import os
-import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Mapping
@@ -26,6 +21,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 from learnflow_cli import template as tpl
+from learnflow_cli.local import moto_server
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway.client import APIGatewayClient
@@ -40,6 +36,7 @@ PLANS = ("standard", "pro")
 MODES = ("test", "live")
 STREAM_POLL_SECONDS = 0.25  # Lambda polls a stream shard about four times a second
 MOTO_START_TIMEOUT = 60.0
+LISTEN_QUEUE = 1024  # connections waiting to be accepted (the kernel caps it at somaxconn)
 
 
 class ServiceError(RuntimeError):
@@ -49,80 +46,13 @@ class ServiceError(RuntimeError):
 # ------------------------------------------------------------------------- moto, in its own process
 
 
-def _moto_main(host: str) -> None:
-    """The moto process: serve, report the port, report every e-mail SES accepts, stop when the
-    serve process closes our standard input (or disappears)."""
-    out = sys.stdout
-    sys.stdout = sys.stderr  # anything moto prints must not corrupt the JSON lines on `out`
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    logging.getLogger("werkzeug").setLevel(logging.ERROR)
-    from moto.server import ThreadedMotoServer  # noqa: PLC0415 - only this process needs moto
-
-    server = ThreadedMotoServer(ip_address=host, port=0, verbose=False)
-    server.start()
-    lock = threading.Lock()
-
-    def report(message: dict[str, Any]) -> None:
-        try:
-            with lock:
-                out.write(json.dumps(message) + "\n")
-                out.flush()
-        except (BrokenPipeError, ValueError):
-            os._exit(0)  # the serve process is gone: so are we
-
-    report({"port": server.get_host_and_port()[1]})
-    stop = threading.Event()
-    threading.Thread(target=_watch_mail, args=(report, stop), daemon=True).start()
-    sys.stdin.read()  # returns at EOF: the serve process is gone or stopping us
-    stop.set()
-    # Everything moto holds is in memory and disposable: no orderly shutdown to wait for.
-    os._exit(0)
-
-
-def _watch_mail(report: Callable[[dict[str, Any]], None], stop: threading.Event) -> None:
-    """Report each message moto's SES backend has accepted (SES v2 stores them there too)."""
-    seen: dict[tuple[str, str], int] = {}
-    while not stop.wait(0.2):
-        if "moto.ses.models" not in sys.modules:
-            continue  # nobody has called SES yet; importing it here would slow moto's start
-        from moto.ses.models import ses_backends  # noqa: PLC0415 - inside the moto process only
-
-        for account_id, regions in list(ses_backends.items()):
-            for region, backend in list(regions.items()):
-                messages = list(backend.sent_messages)
-                start = seen.get((account_id, region), 0)
-                for message in messages[start:]:
-                    report({"email": _describe_message(message)})
-                seen[(account_id, region)] = len(messages)
-
-
-def _describe_message(message: Any) -> dict[str, Any]:
-    if hasattr(message, "raw_data"):
-        parsed = email.message_from_string(str(message.raw_data), policy=email.policy.default)
-        return {
-            "from": str(parsed.get("From", message.source or "")),
-            "to": [str(parsed.get("To", ""))] if parsed.get("To") else [],
-            "subject": str(parsed.get("Subject", "")),
-        }
-    destinations = getattr(message, "destinations", {}) or {}
-    recipients = [
-        str(address)
-        for kind in ("ToAddresses", "CcAddresses", "BccAddresses")
-        for address in destinations.get(kind, [])
-    ]
-    return {
-        "from": str(getattr(message, "source", "")),
-        "to": recipients,
-        "subject": str(getattr(message, "subject", "") or getattr(message, "template", "")),
-    }
-
-
 class MotoProcess:
     """moto's server in a child process: its imports (about 1.5 s) overlap the serve process's
     own start, and its DynamoDB work runs beside the gateway instead of under the same lock."""
 
-    def __init__(self, host: str = "127.0.0.1") -> None:
+    def __init__(self, host: str = "127.0.0.1", limits: moto_server.Limits | None = None) -> None:
         self._host = host
+        self._limits = limits or moto_server.Limits()
         self._process: subprocess.Popen[str] | None = None
         self._port: int | None = None
         self._ready = threading.Event()
@@ -130,7 +60,7 @@ class MotoProcess:
 
     def start(self) -> None:
         self._process = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "learnflow_cli.local.services", "moto", self._host],
+            moto_server.command(self._host, self._limits),
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=None,
@@ -471,9 +401,15 @@ def _numeric(conditions: list[Any], value: Any) -> bool:
 
 def lambda_record(record: Mapping[str, Any], stream_arn: str) -> dict[str, Any]:
     """A record from GetRecords as Lambda hands it to the function (JSON types only)."""
-    converted = _jsonable(dict(record))
+    converted: dict[str, Any] = _jsonable(dict(record))
     converted["eventSourceARN"] = stream_arn
-    return converted  # type: ignore[no-any-return]
+    identity = converted.get("userIdentity")
+    if isinstance(identity, dict):  # a TTL deletion: Lambda spells its fields in camel case
+        converted["userIdentity"] = {
+            "type": identity.get("Type"),
+            "principalId": identity.get("PrincipalId"),
+        }
+    return converted
 
 
 def _jsonable(value: Any) -> Any:
@@ -539,10 +475,7 @@ class StreamDelivery:
                 try:
                     page = self._client.get_records(ShardIterator=iterator, Limit=1000)
                 except ClientError as error:
-                    if _code(error) == "ExpiredIteratorException":
-                        self._renew(shard_id)
-                    else:
-                        self._log(f"stream: GetRecords failed ({_code(error)}); retrying")
+                    self._recover(shard_id, _code(error))
                     break
                 except Exception:  # the endpoint went away while stopping
                     if self._stop.is_set():
@@ -560,14 +493,31 @@ class StreamDelivery:
             if not delivered:
                 self._stop.wait(STREAM_POLL_SECONDS)
 
-    def _renew(self, shard_id: str) -> None:
-        """A fresh iterator after the last record read (iterators expire after 15 minutes)."""
+    def _recover(self, shard_id: str, code: str) -> None:
+        """After a failed GetRecords: a fresh iterator when the old one expired (after 15
+        minutes) or points at records the stream no longer keeps, else try again."""
+        try:
+            if code == "ExpiredIteratorException":
+                self._renew(shard_id)
+            elif code == "TrimmedDataAccessException":
+                self._log(
+                    "stream: records were trimmed before they were read (delivery fell further "
+                    "behind than the stream keeps); going on from the oldest record kept"
+                )
+                self._renew(shard_id, oldest=True)
+            else:
+                self._log(f"stream: GetRecords failed ({code}); retrying")
+        except ClientError as error:
+            self._log(f"stream: GetShardIterator failed ({_code(error)}); retrying")
+
+    def _renew(self, shard_id: str, *, oldest: bool = False) -> None:
+        """A fresh iterator after the last record read (or at the oldest record kept)."""
         last = self._last.get(shard_id)
-        position: dict[str, Any] = (
-            {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last}
-            if last
-            else {"ShardIteratorType": "LATEST"}
-        )
+        position: dict[str, Any] = {"ShardIteratorType": "LATEST"}
+        if oldest:
+            position = {"ShardIteratorType": "TRIM_HORIZON"}
+        elif last:
+            position = {"ShardIteratorType": "AFTER_SEQUENCE_NUMBER", "SequenceNumber": last}
         self._iterators[shard_id] = self._client.get_shard_iterator(
             StreamArn=self._stream_arn, ShardId=shard_id, **position
         )["ShardIterator"]
@@ -628,8 +578,9 @@ class StreamDelivery:
 # ------------------------------------------------------------------------- Stripe
 
 
-def start_stripe(host: str, port: int) -> Any:
-    """The Stripe-compatible server on `port` (12111 is stripe-mock's)."""
+def start_stripe(host: str, port: int, *, any_port_if_taken: bool = False) -> Any:
+    """The Stripe-compatible server on `port` (12111 is stripe-mock's); on a free port instead
+    when `port` is taken and `any_port_if_taken`."""
     from learnflow_cli.local.stripe_server import StripeServer  # noqa: PLC0415 - only when local
 
     def refuse(reason: str) -> ServiceError:
@@ -645,12 +596,19 @@ def start_stripe(host: str, port: int) -> Any:
             try:
                 probe.bind((host, port))
             except OSError as error:
-                raise refuse(error.strerror or "in use") from None
+                if not any_port_if_taken:
+                    raise refuse(error.strerror or "in use") from None
+                port = 0
     server = StripeServer(host, port)
     try:
         server.start()
     except (OSError, SystemExit):  # SystemExit: werkzeug's, if the port was taken meanwhile
         raise refuse("in use") from None
+    # werkzeug listens with a queue of 128; the functions' workers are its only clients, but a
+    # burst of them must wait to be accepted, never be reset.
+    listener = getattr(getattr(server, "_server", None), "socket", None)
+    if listener is not None:
+        listener.listen(LISTEN_QUEUE)
     return server
 
 
@@ -658,8 +616,3 @@ def write_stream(stream: IO[str], text: str, lock: threading.Lock) -> None:
     with lock:
         stream.write(text + "\n")
         stream.flush()
-
-
-if __name__ == "__main__":
-    if len(sys.argv) >= 2 and sys.argv[1] == "moto":
-        _moto_main(sys.argv[2] if len(sys.argv) > 2 else "127.0.0.1")

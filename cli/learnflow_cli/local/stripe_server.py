@@ -6,6 +6,7 @@ import argparse
 import base64
 import binascii
 import copy
+import itertools
 import json
 import logging
 import re
@@ -26,6 +27,9 @@ JSON = dict[str, Any]
 
 API_VERSION = "2026-10-28.endive"  # what stripe 16.1 pins; echoed when a client sends none
 IDEMPOTENCY_TTL_SECONDS = 24 * 60 * 60
+# Stripe keeps a key for 24 hours; a local server under a long load test would keep every one
+# of them in memory, so beyond this many the oldest finished ones are forgotten first.
+MAX_IDEMPOTENCY_RECORDS = 10_000
 MAX_AMOUNT = 99_999_999  # Stripe's ceiling: 999,999.99 in a two-decimal currency
 _ALPHABET = string.ascii_letters + string.digits
 _KEY_RE = re.compile(r"(sk|rk)_(test|live)_[A-Za-z0-9]+")
@@ -496,6 +500,7 @@ class StripeServer:
             # The in-flight record is the per-key lock: a second request meets it and gets 409.
             record = _IdempotencyRecord(path, ctx.params, now)
             self._state.idempotency[scope] = record
+            self._trim_idempotency()
         reply: _Reply | None = None
         try:
             reply = run()
@@ -506,6 +511,17 @@ class StripeServer:
                     record.reply = reply
                 elif self._state.idempotency.get(scope) is record:
                     del self._state.idempotency[scope]
+
+    def _trim_idempotency(self) -> None:
+        table = self._state.idempotency
+        excess = len(table) - MAX_IDEMPOTENCY_RECORDS
+        if excess <= 0:
+            return
+        # Insertion order is creation order; a request still running keeps its record.
+        finished = (scope for scope, record in table.items() if record.reply is not None)
+        oldest = list(itertools.islice(finished, excess))
+        for scope in oldest:
+            del table[scope]
 
     def _purge_expired(self, now: float) -> None:
         if now - self._last_purge < 60:
