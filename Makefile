@@ -14,15 +14,16 @@ SAM_VENV := .venv-sam
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed
-SRC := functions layers/shared cli tests bench
+SRC := functions layers/shared cli tests bench loadtest
 
-.PHONY: help run test lint typecheck unit bench build validate clean
+.PHONY: help run test lint typecheck unit bench load build validate clean
 
 help:
 	@echo "make run    start the whole API locally on http://127.0.0.1:3000/v2 (ARGS='--port 3100 ...')"
 	@echo "make test   lint, type-check, template checks and every test"
 	@echo "make lint   ruff check, ruff format --check, mypy --strict"
 	@echo "make bench  benchmarks"
+	@echo "make load   hostile load test with invariants (own stack, or ARGS='--keys-file keys.json')"
 	@echo "make build  sam build    make validate  sam validate (+ --lint)"
 
 $(STAMP): pyproject.toml
@@ -51,6 +52,9 @@ test: lint
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
+
+load: $(STAMP)
+	$(BIN)/python -m loadtest $(ARGS)
 
 validate: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam validate
