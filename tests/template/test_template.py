@@ -87,8 +87,10 @@ EXPECTED_ROUTES = [
         STRIPE,
     ),
     ("GetOpenApiFunction", "GET", "/openapi.json", "openapi", "get_openapi", PUBLIC),
+    ("GetDocsFunction", "GET", "/docs", "openapi", "get_docs", PUBLIC),
 ]
 ROUTE_IDS = [row[4] for row in EXPECTED_ROUTES]
+PUBLIC_PATHS = {"/openapi.json", "/docs"}  # the reference: no key needed
 OTHER_FUNCTIONS = [
     ("AuthorizerFunction", "authorizer", "authorize"),
     ("SendWelcomeEmailFunction", "notifications", "send_welcome_email"),
@@ -272,7 +274,7 @@ def test_api_takes_usage_plan_keys_from_the_authorizer(transformed: dict[str, An
     assert api["Properties"]["ApiKeySourceType"] == "AUTHORIZER"
 
 
-def test_every_method_requires_key_and_authorizer_except_the_openapi_document(
+def test_every_method_requires_key_and_authorizer_except_the_reference(
     transformed: dict[str, Any],
 ) -> None:
     paths = _api_body(transformed)["paths"]
@@ -285,7 +287,7 @@ def test_every_method_requires_key_and_authorizer_except_the_openapi_document(
     assert set(methods) == {(method, path) for _, method, path, *_ in EXPECTED_ROUTES}
     for (method, path), operation in methods.items():
         schemes = {name for requirement in operation["security"] for name in requirement}
-        if path == "/openapi.json":
+        if path in PUBLIC_PATHS:
             assert schemes == set(), method
         else:
             assert schemes == {"LearnFlowAuthorizer", "api_key"}, (method, path)
@@ -461,12 +463,12 @@ def test_every_route_is_declared_exactly_once(template: dict[str, Any]) -> None:
     assert declared == expected
 
 
-def test_routes_need_the_authorizer_and_a_key_except_the_openapi_document(
+def test_routes_need_the_authorizer_and_a_key_except_the_reference(
     template: dict[str, Any],
 ) -> None:
     flags = {r.module: (r.auth_required, r.api_key_required) for r in routes(template)}
 
-    assert flags.pop("get_openapi") == (False, False)
+    assert (flags.pop("get_openapi"), flags.pop("get_docs")) == ((False, False), (False, False))
     assert set(flags.values()) == {(True, True)}
 
 
