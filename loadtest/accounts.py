@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PLAN_LIMITS = {"standard": 60, "pro": 300}  # CONTRACT §4, requests a minute per account and mode
+PLAN_LIMITS = {"standard": 60, "pro": 300}  # docs/api.md §7, requests a minute per account and mode
 WINDOW = 60  # rate-limit windows are aligned to the UTC minute
 ADMIN_TIMEOUT = 60.0
 ADMIN_PARALLEL = 4

@@ -46,7 +46,7 @@ class Listing:
     filters: dict[str, str]
     items: list[dict[str, Any]] = field(default_factory=list)
     total_counts: set[int] = field(default_factory=set)  # as the pages reported it
-    problems: list[str] = field(default_factory=list)  # pages that break CONTRACT §5
+    problems: list[str] = field(default_factory=list)  # pages that break docs/api.md §9
     failure: str | None = None  # why the listing stopped short
 
     @property

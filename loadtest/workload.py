@@ -55,7 +55,7 @@ def _uniform(low: float, high: float) -> float:
 
 
 def retryable(answer: Answer) -> bool:
-    """What a careful client retries with the same Idempotency-Key (CONTRACT §3, §7)."""
+    """What a careful client retries with the same Idempotency-Key (docs/api.md §6, §7)."""
     if answer.status >= 500 or answer.status == 429:
         return True
     return answer.status == 409 and answer.error_code == IN_PROGRESS
@@ -255,7 +255,7 @@ class Page:
 
     @classmethod
     def parse(cls, document: Any) -> Page | None:
-        """A well-formed list object (CONTRACT §5) of items with ids, else None."""
+        """A well-formed list object (docs/api.md §9) of items with ids, else None."""
         if not isinstance(document, dict) or document.get("object") != "list":
             return None
         items, has_more = document.get("data"), document.get("has_more")

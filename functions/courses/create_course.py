@@ -11,7 +11,11 @@ from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.courses import CourseCreate, CourseOut
 from learnflow.observability import logger
 
-app = make_app(permission="courses:write", creates="crs")
+app = make_app(
+    permission="courses:write",
+    creates="crs",
+    answers=((400, "resource_missing"),),
+)
 
 
 @app.post("/courses", responses=ok(201, "The new course, a draft", CourseOut))

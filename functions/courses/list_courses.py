@@ -1,4 +1,4 @@
-"""GET /courses: newest first, filtered by category and/or status, with cursors (CONTRACT §5)."""
+"""GET /courses: newest first, filtered by category and/or status, with cursors (docs/api.md §9)."""
 
 from typing import Any
 

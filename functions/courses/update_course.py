@@ -11,7 +11,10 @@ from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.courses import CourseOut, CourseUpdate
 from learnflow.observability import logger
 
-app = make_app(permission="courses:write")
+app = make_app(
+    permission="courses:write",
+    answers=((400, "resource_missing"), (400, "invalid_status_transition")),
+)
 
 
 @app.patch("/courses/<course_id>", responses=ok(200, "The updated course", CourseOut))

@@ -11,7 +11,14 @@ from learnflow.http import caller, make_app, ok, recovery_token, respond
 from learnflow.models.enrollments import EnrollmentCancel, EnrollmentOut
 from learnflow.observability import logger
 
-app = make_app(permission="enrollments:write")
+app = make_app(
+    permission="enrollments:write",
+    answers=(
+        (400, "invalid_status_transition"),
+        (502, "payment_provider_unavailable"),
+        (503, "payment_provider_unavailable"),
+    ),
+)
 
 
 @app.post(

@@ -12,7 +12,19 @@ from learnflow.models.enrollments import EnrollmentCreate, EnrollmentOut
 from learnflow.observability import logger
 from learnflow.services.enrollments import Budget
 
-app = make_app(permission="enrollments:write", creates="enr")
+app = make_app(
+    permission="enrollments:write",
+    creates="enr",
+    answers=(
+        (400, "resource_missing"),
+        (400, "course_not_published"),
+        (402, "card_declined"),
+        (402, "authentication_required"),
+        (409, "already_enrolled"),
+        (502, "payment_provider_unavailable"),
+        (503, "payment_provider_unavailable"),
+    ),
+)
 
 
 @app.post("/enrollments", responses=ok(201, "The new enrollment, active", EnrollmentOut))

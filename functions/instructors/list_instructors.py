@@ -1,4 +1,4 @@
-"""GET /instructors: newest first, with cursors (CONTRACT §5)."""
+"""GET /instructors: newest first, with cursors (docs/api.md §9)."""
 
 from typing import Any
 

@@ -11,7 +11,11 @@ from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.students import StudentCreate, StudentOut
 from learnflow.observability import logger
 
-app = make_app(permission="students:write", creates="stu")
+app = make_app(
+    permission="students:write",
+    creates="stu",
+    answers=((409, "email_taken"),),
+)
 
 
 @app.post("/students", responses=ok(201, "The new student", StudentOut))

@@ -11,7 +11,10 @@ from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.students import StudentOut, StudentUpdate
 from learnflow.observability import logger
 
-app = make_app(permission="students:write")
+app = make_app(
+    permission="students:write",
+    answers=((409, "email_taken"),),
+)
 
 
 @app.patch("/students/<student_id>", responses=ok(200, "The updated student", StudentOut))

@@ -7,7 +7,7 @@
   `stack.standard` and `stack.pro` pick one by plan. Standard allows 60 requests a minute per
   mode, Pro 300: tests that make many requests should use `stack.create_account("pro")`.
 - `env` — the keys file's `env` (point boto3 or the `learnflow` CLI at the running stack).
-- `keys_file` — the keys file (CONTRACT §8); `stripe_url` — the Stripe-compatible server.
+- `keys_file` — the keys file (docs/local-stack.md); `stripe_url` — the Stripe-compatible server.
 - `headers(secret)` — `{"Authorization": "Bearer <secret>"}`.
 - `create_account(plan="pro")` — a fresh `Account` with test and live secret keys, made through
   the administration API against the stack; `create_key(account_id, mode, permissions=None)` —

@@ -1,7 +1,7 @@
 """The administration CLI against the running local stack, as a user would drive it.
 
-The `learnflow` command runs as a subprocess with nothing but the keys file's `env` (CONTRACT
-§8) pointing it at the stack; every key it issues is then used over HTTP.
+The `learnflow` command runs as a subprocess with nothing but the keys file's `env`
+(docs/local-stack.md) pointing it at the stack; every key it issues is then used over HTTP.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Idempotency-Key over real HTTP through `learnflow serve` (CONTRACT §7)."""
+"""Idempotency-Key over real HTTP through `learnflow serve` (docs/api.md §8)."""
 
 from __future__ import annotations
 

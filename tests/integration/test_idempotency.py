@@ -282,7 +282,7 @@ def test_repeat_replays_first_status_and_body_and_runs_once(tiny: Tiny) -> None:
     assert "Idempotent-Replayed" not in first.headers
     assert tiny.runs == ["Intro"]
     assert again.headers["Content-Type"] == "application/json"
-    assert again.headers["X-RateLimit-Remaining"] == "998"  # the replay counted (CONTRACT §4)
+    assert again.headers["X-RateLimit-Remaining"] == "998"  # the replay counted (docs/api.md §7)
 
 
 def test_replay_has_its_own_request_id_header_and_the_first_body(tiny: Tiny) -> None:

@@ -126,7 +126,7 @@ def test_restricted_keys_reach_only_routes_their_permissions_allow(
             assert body["error"]["request_id"] == event["requestContext"]["requestId"]
     expected = [f"read {key['id']}"] * can_read + [f"write {key['id']}"] * can_write
     assert routes.handled == expected
-    # A refused request still counts against the limit (CONTRACT §4: rate limit, then permission)
+    # A refused request still counts against the limit (docs/api.md §7: rate limit, then permission)
     assert routes.limiter.hits == [(Tenant(account["id"], "test"), 60)] * 2
 
 

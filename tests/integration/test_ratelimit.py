@@ -1,4 +1,4 @@
-"""Per-minute rate limits in DynamoDB fixed windows (CONTRACT §4), against moto."""
+"""Per-minute rate limits in DynamoDB fixed windows (docs/api.md §7), against moto."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The error hierarchy maps every row of CONTRACT §3 to its status, type and code."""
+"""The error hierarchy maps every row of docs/api.md §6 to its status, type and code."""
 
 from __future__ import annotations
 

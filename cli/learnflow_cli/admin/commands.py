@@ -86,7 +86,7 @@ def _usage_errors(as_json: bool) -> Iterator[None]:
 
 class AdminGroup(click.Group):
     """`accounts` and `keys`: with --json anywhere on the command line, a usage error of the
-    group or of its commands is one JSON object on stdout too (CONTRACT §8). Parsing happens
+    group or of its commands is one JSON object on stdout too (docs/local-stack.md). Parsing happens
     before any command sees its own --json flag, hence here: the group's arguments are parsed
     in `make_context`, its command is looked up and its arguments parsed in `invoke`."""
 

@@ -1293,7 +1293,7 @@ class _Handler(BaseHTTPRequestHandler):
         self.request_version = self.protocol_version
         if code == HTTPStatus.NOT_IMPLEMENTED:
             # A method outside GET, POST, PUT, PATCH, DELETE, HEAD, OPTIONS is an unknown
-            # method, which API Gateway answers as an unknown route (CONTRACT §1).
+            # method, which API Gateway answers as an unknown route (docs/api.md §2).
             response_type, status = "MISSING_AUTHENTICATION_TOKEN", 403
         else:
             # The rest are the client's request (its HTTP version too: 505 stands for HTTP/2

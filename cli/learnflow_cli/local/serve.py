@@ -511,7 +511,7 @@ def _display_host(host: str) -> str:
 def _write_keys_file(
     path: Path, api_url: str, accounts: list[SeededAccount], env: dict[str, str]
 ) -> None:
-    """CONTRACT §8's JSON, written whole (a reader never sees half a file), readable only by
+    """The keys file's JSON, written whole (a reader never sees half a file), readable only by
     its owner (it holds secrets)."""
     document = {
         "api": api_url,

@@ -1,8 +1,9 @@
-"""The error hierarchy: every failure a client can see, mapped to the envelope of CONTRACT §3."""
+"""The error hierarchy: every failure a client can see, mapped to the envelope of docs/api.md §6."""
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from dataclasses import dataclass
+from typing import Any, ClassVar, Final
 
 
 class AppError(Exception):
@@ -167,3 +168,139 @@ def resource_missing(param: str, object_id: str) -> InvalidRequestError:
 
 def not_found(kind: str, object_id: str) -> NotFoundError:
     return NotFoundError(f"No such {kind}: '{object_id}'.", param="id")
+
+
+# --- the catalogue: every (status, code) the API answers, once, for its reference ---
+
+
+@dataclass(frozen=True, slots=True)
+class Documented:
+    """One answer a client can get: its status, type and code, and when it happens."""
+
+    status: int
+    type: str
+    code: str
+    when: str
+
+
+CATALOGUE: Final[tuple[Documented, ...]] = (
+    Documented(400, "invalid_request_error", "parameter_missing", "A required field is absent."),
+    Documented(400, "invalid_request_error", "parameter_invalid", "A field has a wrong value."),
+    Documented(
+        400,
+        "invalid_request_error",
+        "parameter_unknown",
+        "A field or query parameter the route does not take.",
+    ),
+    Documented(
+        400,
+        "invalid_request_error",
+        "invalid_json",
+        "The body is not a JSON object (or not UTF-8, or names a key twice).",
+    ),
+    Documented(
+        400,
+        "invalid_request_error",
+        "resource_missing",
+        "An id in the body or a cursor names nothing of this account and mode.",
+    ),
+    Documented(
+        400, "invalid_request_error", "course_not_published", "The course is a draft or archived."
+    ),
+    Documented(
+        400,
+        "invalid_request_error",
+        "invalid_status_transition",
+        "The status cannot change that way.",
+    ),
+    Documented(
+        400,
+        "idempotency_error",
+        "idempotency_key_reused",
+        "The Idempotency-Key was first used with another request.",
+    ),
+    Documented(
+        401,
+        "authentication_error",
+        "api_key_invalid",
+        "The key is missing, malformed, unknown, revoked or expired.",
+    ),
+    Documented(
+        402, "card_error", "card_declined", "The card was declined; `decline_code` says why."
+    ),
+    Documented(
+        402,
+        "card_error",
+        "authentication_required",
+        "The card needs its holder to authenticate, and no one is present.",
+    ),
+    Documented(
+        403,
+        "permission_error",
+        "insufficient_permissions",
+        "The restricted key lacks the route's permission.",
+    ),
+    Documented(
+        404,
+        "invalid_request_error",
+        "resource_missing",
+        "No such object for this account and mode.",
+    ),
+    Documented(404, "invalid_request_error", "route_not_found", "No such route or method."),
+    Documented(
+        409,
+        "invalid_request_error",
+        "already_enrolled",
+        "The student has an active enrollment in the course.",
+    ),
+    Documented(
+        409,
+        "invalid_request_error",
+        "email_taken",
+        "Another student of this account and mode has the address.",
+    ),
+    Documented(
+        409,
+        "idempotency_error",
+        "idempotency_request_in_progress",
+        "A request with the Idempotency-Key is still running.",
+    ),
+    Documented(
+        429,
+        "rate_limit_error",
+        "rate_limit_exceeded",
+        "Over the plan's requests this minute; wait for Retry-After.",
+    ),
+    Documented(
+        500,
+        "api_error",
+        "api_error",
+        "A fault of ours; safe to retry with the same Idempotency-Key.",
+    ),
+    Documented(
+        502,
+        "api_error",
+        "payment_provider_unavailable",
+        "The payment provider failed; safe to retry with the same Idempotency-Key.",
+    ),
+    Documented(
+        503,
+        "api_error",
+        "payment_provider_unavailable",
+        "The payment provider did not answer; safe to retry with the same Idempotency-Key.",
+    ),
+    Documented(
+        503,
+        "api_error",
+        "service_unavailable",
+        "A transient fault; safe to retry with the same Idempotency-Key after Retry-After.",
+    ),
+)
+
+
+def documented(status: int, code: str) -> Documented:
+    """The catalogue's entry for `code` answered with `status` (KeyError if there is none)."""
+    for entry in CATALOGUE:
+        if (entry.status, entry.code) == (status, code):
+            return entry
+    raise KeyError((status, code))

@@ -1,19 +1,19 @@
 """The HTTP layer every route handler shares: one resolver factory over Powertools' REST resolver.
 
 `make_app(permission=…)` gives a resolver that, for every request, in the contract's order
-(CONTRACT §1: route → key → rate limit → permission → input → the work):
+(docs/api.md §5: route → key → rate limit → permission → input → the work):
 reads the caller from the authorizer's context, counts the request against the account's
 per-minute limit, checks the route's permission, claims a POST's or PATCH's `Idempotency-Key`
-(CONTRACT §7: a repeat replays the first response, a retry after a fault resumes the first run
+(docs/api.md §8: a repeat replays the first response, a retry after a fault resumes the first run
 from its recovery point), rejects unknown query parameters and bad JSON,
 validates input with pydantic (errors → 400 with `param`), runs the handler, and answers every
-error in the envelope of CONTRACT §3 with `Request-Id` and the rate-limit headers.
+error in the envelope of docs/api.md §6 with `Request-Id` and the rate-limit headers.
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
@@ -140,6 +140,7 @@ class App(APIGatewayRestResolver):
         limiter: Callable[[], Limiter] | None,
         idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
         creates: str | None = None,
+        answers: tuple[errors.Documented, ...] = (),
     ) -> None:
         super().__init__(
             enable_validation=True, serializer=dumps, json_body_deserializer=self._body
@@ -150,6 +151,7 @@ class App(APIGatewayRestResolver):
         self._limiter = limiter
         self._idempotency = idempotency_store
         self.creates = creates
+        self.answers = answers
         self._parsed: tuple[str, dict[str, Any]] | None = None
         self.exception_handler(errors.AppError)(self._app_error)
         self.exception_handler(RequestValidationError)(self._validation_error)
@@ -189,7 +191,7 @@ class App(APIGatewayRestResolver):
         caller = caller_from_event(event)
         if _given_twice(event, "Authorization"):
             # API Gateway hands the authorizer one of them; which one the client meant is
-            # anyone's guess, so neither is trusted (CONTRACT §2).
+            # anyone's guess, so neither is trusted (docs/api.md §4).
             raise errors.AuthenticationError(
                 "Give one Authorization header, not several.", code="api_key_invalid"
             )
@@ -208,7 +210,7 @@ class App(APIGatewayRestResolver):
         self, event: Mapping[str, Any], context: LambdaContext, caller: Caller
     ) -> idempotency.Claim | idempotency.Saved | None:
         """A POST or PATCH with an Idempotency-Key claims it before its input is read, so input
-        errors are saved and replayed like any other 4xx (CONTRACT §7); GET ignores the key.
+        errors are saved and replayed like any other 4xx (docs/api.md §8); GET ignores the key.
 
         The claim fixes the request's recovery point: the id of what a create makes (`creates`),
         the same in every run of the request, which the handler reads through `new_id`."""
@@ -413,7 +415,7 @@ def _internal_error() -> errors.ApiError:
 
 def _normalise(event: Mapping[str, Any]) -> dict[str, Any]:
     """Bodies are JSON whatever Content-Type says (curl -d sends form encoding); an empty body on
-    a POST or PATCH reads as `{}` (CONTRACT §1); base64 bodies are decoded by Powertools."""
+    a POST or PATCH reads as `{}` (docs/api.md §2); base64 bodies are decoded by Powertools."""
     event = dict(event)
     method = str(event.get("httpMethod", "")).upper()
     body = event.get("body")
@@ -448,6 +450,7 @@ def make_app(
     limiter: Callable[[], Limiter] | None = None,
     idempotency_store: Callable[[], idempotency.IdempotencyStore] | None = None,
     creates: str | None = None,
+    answers: Iterable[tuple[int, str]] = (),
 ) -> App:
     """The resolver for one route's Lambda.
 
@@ -456,7 +459,9 @@ def make_app(
     by default the DynamoDB one over the function's table (built at the first request);
     idempotency_store: where Idempotency-Keys are claimed, by default the function's table
     (only touched by a POST or PATCH that carries the header); creates: the id prefix of what the
-    route creates (`crs`), so an Idempotency-Key claim fixes the new object's id (`new_id`).
+    route creates (`crs`), so an Idempotency-Key claim fixes the new object's id (`new_id`);
+    answers: the (status, code) answers of the route's own work, from `errors.CATALOGUE`, for its
+    reference (what every route of its kind can answer is added by the OpenAPI generator).
     """
     if authenticated:
         from learnflow import deps  # noqa: PLC0415 - deps builds clients; only at first request
@@ -470,6 +475,7 @@ def make_app(
         limiter=limiter,
         idempotency_store=idempotency_store,
         creates=creates,
+        answers=tuple(errors.documented(status, code) for status, code in answers),
     )
 
 

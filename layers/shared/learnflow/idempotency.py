@@ -1,4 +1,4 @@
-"""`Idempotency-Key` on every POST and PATCH (CONTRACT §7): claim, replay or resume, per tenant."""
+"""`Idempotency-Key` on every POST and PATCH (docs/api.md §8): claim, replay or resume."""
 
 # How a request with a key runs (the App's pipeline calls this after the permission check, before
 # any input is parsed, so input 400s are saved too):

@@ -1,4 +1,4 @@
-"""Per-account-and-mode rate limits in fixed windows aligned to the UTC minute (CONTRACT §4).
+"""Per-account-and-mode rate limits in fixed windows aligned to the UTC minute (docs/api.md §7).
 
 One conditional `UpdateItem` per request: the counter grows only while it is under the limit, so
 a request answered 429 is not counted and has no other effect. API Gateway's usage plans stay

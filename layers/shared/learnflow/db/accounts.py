@@ -20,7 +20,7 @@ Plan = Literal["standard", "pro", "enterprise"]
 KeyStatus = Literal["active", "revoked"]
 
 PLANS: Final[tuple[Plan, ...]] = ("standard", "pro", "enterprise")
-# Requests a minute per plan (CONTRACT §4); an enterprise account carries its own number.
+# Requests a minute per plan (docs/api.md §7); an enterprise account carries its own number.
 PLAN_RATE_LIMITS: Final[dict[str, int]] = {"standard": 60, "pro": 300}
 
 ACCOUNT_TYPE: Final = "account"

@@ -36,12 +36,12 @@ from learnflow import errors, money
 if TYPE_CHECKING:
     from learnflow.pagination import Listing
 
-# CONTRACT §6: up to 50 string keys (≤ 40 chars) to string values (≤ 500 chars).
+# docs/api.md §11: up to 50 string keys (≤ 40 chars) to string values (≤ 500 chars).
 METADATA_MAX_KEYS: Final = 50
 METADATA_KEY_MAX_LENGTH: Final = 40
 METADATA_VALUE_MAX_LENGTH: Final = 500
 
-# CONTRACT §5: limit 1..100, default 10.
+# docs/api.md §9: limit 1..100, default 10.
 LIMIT_DEFAULT: Final = 10
 LIMIT_MAX: Final = 100
 
@@ -245,7 +245,7 @@ Cursor = Annotated[str, StringConstraints(min_length=1, max_length=100)]
 
 
 class ListQuery(InputModel):
-    """`limit`, `starting_after`, `ending_before` (CONTRACT §5); resources add their filters."""
+    """`limit`, `starting_after`, `ending_before` (docs/api.md §9); resources add their filters."""
 
     limit: Limit = LIMIT_DEFAULT
     starting_after: Cursor | None = None

@@ -26,7 +26,7 @@ from learnflow.models.common import (
 CourseStatus = Literal["draft", "published", "archived"]
 STATUSES: Final[tuple[CourseStatus, ...]] = ("draft", "published", "archived")
 
-# CONTRACT §6: draft→published, draft→archived, published→archived, archived→published.
+# docs/api.md §11: draft→published, draft→archived, published→archived, archived→published.
 TRANSITIONS: Final[dict[str, frozenset[str]]] = {
     "draft": frozenset({"published", "archived"}),
     "published": frozenset({"archived"}),
