@@ -20,6 +20,17 @@ if TYPE_CHECKING:
 
 EVENTS = Path(__file__).resolve().parent.parent / "events"
 
+
+def pytest_configure(config: pytest.Config) -> None:
+    """moto in this process as the local stack runs it: a TransactWriteItems saves and restores
+    only the items it names (moto deep-copies every table per item of each transaction, a cost
+    that grows with the table and made a module's later tests several times slower), and moto
+    keeps no copy of every object it ever made."""
+    del config
+    from learnflow_cli.local.moto_server import Limits, install_bounds  # noqa: PLC0415
+
+    install_bounds(Limits())
+
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",
