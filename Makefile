@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed
 SRC := functions layers/shared cli tests bench loadtest
 
-.PHONY: help run test lint typecheck unit bench load build validate clean
+.PHONY: help run test lint typecheck unit bench load build validate clean browser
 
 help:
 	@echo "make run    start the whole API locally on http://127.0.0.1:3000/v2 (ARGS='--port 3100 ...')"
@@ -47,8 +47,22 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy $(SRC)
 
-test: lint
+test: lint browser
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# tests/e2e/test_docs_page.py opens GET /v2/docs in Debian's headless Chromium: a fresh machine
+# gets it from apt-get (as root, else through sudo); anywhere else it must be installed by hand.
+browser:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  command -v apt-get >/dev/null 2>&1 || { \
+	    echo "make test needs Chromium (\`chromium\` on PATH) and there is no apt-get to install it: install Chromium first" >&2; exit 1; }; \
+	  as=; [ "$$(id -u)" = 0 ] || as=sudo; \
+	  echo "Installing Chromium (apt-get install chromium) for the browser test ..."; \
+	  { $$as env DEBIAN_FRONTEND=noninteractive apt-get update -qq \
+	    && $$as env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } >/dev/null \
+	    && command -v chromium >/dev/null 2>&1 || { \
+	    echo "make test needs Chromium: apt-get could not install it (try: sudo apt-get install chromium)" >&2; exit 1; }; \
+	}
 
 bench: $(STAMP)
 	$(BIN)/python -m bench $(ARGS)
