@@ -159,7 +159,15 @@ def page() -> Page:
     return Page(html=body, policy=policy)
 
 
-@app.get("/docs")
+@app.get(
+    "/docs",
+    responses={
+        200: {
+            "description": "The reference as one self-contained HTML page",
+            "content": {"text/html": {"schema": {"type": "string"}}},
+        }
+    },
+)
 def get_docs() -> Response[str]:
     built = page()
     return Response(
