@@ -239,6 +239,8 @@ def build() -> dict[str, Any]:
         operation["description"] = " ".join((module.__doc__ or "").split())
         components = piece.get("components", {}).get("schemas", {})
         body_required = bool(components.get(_body_model(operation), {}).get("required"))
+        if "requestBody" in operation and not body_required:
+            operation["requestBody"]["required"] = False  # an empty body reads as {}
         idempotent = route.method in _IDEMPOTENT_METHODS and route.auth_required
         # Keep the success response the route declares (`responses=ok(…)`); Powertools' own 422
         # never happens here (learnflow.http answers 400 in the envelope instead).

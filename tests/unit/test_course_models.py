@@ -36,6 +36,8 @@ def _errors(model: type[BaseModel], data: dict[str, Any]) -> list[tuple[str, str
         model.model_validate(data)
     except ValidationError as error:
         return [(str(e["loc"][0]) if e["loc"] else "", e["type"]) for e in error.errors()]
+    except errors.InvalidRequestError as error:  # refused before field validation, naming it
+        return [(str(error.param), str(error.code))]
     return []
 
 

@@ -76,19 +76,37 @@ def _control_free(name: str, value: Any, pattern: re.Pattern[str]) -> None:
             _control_free(name, item, pattern)
 
 
-class InputModel(BaseModel):
-    """A request body or query string: unknown fields are refused, nothing is coerced, and no
-    string holds a control character (newlines and tabs only in `multiline_fields`)."""
+def _documented_not_null(schema: dict[str, Any], model: type[BaseModel]) -> None:
+    """The JSON schema of `not_nullable` fields: optional, but never null (pydantic writes an
+    `anyOf` with null for a field whose default is None)."""
+    for name in getattr(model, "not_nullable", ()):
+        field_schema = schema.get("properties", {}).get(name, {})
+        branches = [b for b in field_schema.pop("anyOf", []) if b != {"type": "null"}]
+        if len(branches) == 1:
+            field_schema.update(branches[0])
+        elif branches:
+            field_schema["anyOf"] = branches
 
-    model_config = ConfigDict(extra="forbid", strict=True, frozen=True)
+
+class InputModel(BaseModel):
+    """A request body or query string: unknown fields are refused, nothing is coerced, no string
+    holds a control character (newlines and tabs only in `multiline_fields`), and the optional
+    fields of `not_nullable` may be left out but not set to null."""
+
+    model_config = ConfigDict(
+        extra="forbid", strict=True, frozen=True, json_schema_extra=_documented_not_null
+    )
     multiline_fields: ClassVar[frozenset[str]] = frozenset()
+    not_nullable: ClassVar[frozenset[str]] = frozenset()
 
     @model_validator(mode="before")
     @classmethod
-    def _no_control_characters(cls, data: Any) -> Any:
+    def _no_control_characters_nor_nulls(cls, data: Any) -> Any:
         # An AppError (not a ValueError) passes through pydantic untouched and names the field.
         if isinstance(data, dict):
             for name, value in data.items():
+                if value is None and name in cls.not_nullable:
+                    raise errors.parameter_invalid(name, f"Invalid {name}: must not be null.")
                 multiline = name in cls.multiline_fields
                 _control_free(str(name), value, _CONTROL_BUT_LINES if multiline else _CONTROL)
         return data
@@ -133,7 +151,25 @@ def _check_metadata(value: Any) -> Any:
 
 # What a body may send: a key set to "" or null removes it (Stripe's merge); on create there is
 # nothing to remove, so such keys are simply dropped.
-MetadataInput = Annotated[dict[str, str | None], BeforeValidator(_check_metadata)]
+MetadataInput = Annotated[
+    dict[str, str | None],
+    BeforeValidator(_check_metadata),
+    WithJsonSchema(
+        {
+            "type": "object",
+            "maxProperties": METADATA_MAX_KEYS,
+            "propertyNames": {"minLength": 1, "maxLength": METADATA_KEY_MAX_LENGTH},
+            "additionalProperties": {
+                "anyOf": [
+                    {"type": "string", "maxLength": METADATA_VALUE_MAX_LENGTH},
+                    {"type": "null"},
+                ]
+            },
+            "description": 'Your own string keys to string values; on update, null or "" '
+            "removes a key",
+        }
+    ),
+]
 
 
 def merge_metadata(
@@ -176,7 +212,14 @@ def _json_number(value: Any) -> Decimal:
 Price = Annotated[
     Decimal,
     BeforeValidator(_json_number),
-    WithJsonSchema({"type": "number", "examples": [49.99]}),
+    WithJsonSchema(
+        {
+            "type": "number",
+            "minimum": 0,
+            "description": "Major units, at most the currency's decimals; 0 is free",
+            "examples": [49.99],
+        }
+    ),
 ]
 
 
@@ -224,7 +267,11 @@ def _email(value: str) -> str:
     return value
 
 
-Email = Annotated[str, AfterValidator(_email)]
+Email = Annotated[
+    str,
+    AfterValidator(_email),
+    WithJsonSchema({"type": "string", "format": "email", "maxLength": EMAIL_MAX_LENGTH}),
+]
 
 
 # --- lists ---

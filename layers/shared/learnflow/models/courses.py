@@ -103,6 +103,7 @@ class CourseUpdate(InputModel):
     `metadata` may be null (clear), the others may not."""
 
     multiline_fields: ClassVar[frozenset[str]] = frozenset({"description"})
+    not_nullable: ClassVar[frozenset[str]] = frozenset(_NOT_NULLABLE)
 
     title: Title | None = None
     description: Description | None = None
@@ -112,13 +113,6 @@ class CourseUpdate(InputModel):
     instructor_id: str | None = None
     status: CourseStatus | None = None
     metadata: MetadataInput | None = None
-
-    @field_validator(*_NOT_NULLABLE, mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
 
     def given(self, name: str) -> bool:
         return name in self.model_fields_set

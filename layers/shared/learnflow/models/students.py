@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Annotated, Any, Final, Literal
+from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import StringConstraints, field_validator
+from pydantic import StringConstraints
 
 from learnflow.models.common import (
     EMAIL_MAX_LENGTH,
@@ -56,16 +56,11 @@ class StudentCreate(InputModel):
 class StudentUpdate(InputModel):
     """PATCH /students/{id}: only the fields given change; `metadata` merges (null clears)."""
 
+    not_nullable: ClassVar[frozenset[str]] = frozenset({"email", "name"})
+
     email: Email | None = None
     name: Name | None = None
     metadata: MetadataInput | None = None
-
-    @field_validator("email", "name", mode="before")
-    @classmethod
-    def _not_null(cls, value: Any) -> Any:
-        if value is None:
-            raise ValueError("must not be null")
-        return value
 
     def apply(self, student: Student) -> Student:
         """The student after this update, or `student` itself when nothing changes."""
