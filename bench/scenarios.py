@@ -15,6 +15,7 @@ from bench.harness import Timing, measure, report
 from learnflow import clients, deps, ids
 from learnflow.config import get_settings
 from learnflow.db import keys
+from learnflow.db.courses import CourseRepository
 from learnflow.jsonio import dumps
 from learnflow.keys import hash_secret
 from learnflow.models.courses import Course
@@ -105,7 +106,7 @@ def _course(index: int) -> Course:
 
 def _seed(tenant: Tenant, count: int) -> str:
     courses = [_course(index) for index in range(count)]
-    deps.course_repository().load(tenant, courses)
+    deps.repository(CourseRepository).load(tenant, courses)
     return courses[0].id
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import course_repository
+from learnflow.db.courses import CourseRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.courses import CourseCreate, CourseOut
 from learnflow.observability import logger
@@ -20,7 +21,7 @@ app = make_app(
 
 @app.post("/courses", responses=ok(201, "The new course, a draft", CourseOut))
 def create_course(body: CourseCreate) -> Response[str]:
-    course = course_repository().create(caller(app).tenant, body, course_id=new_id(app))
+    course = repository(CourseRepository).create(caller(app).tenant, body, course_id=new_id(app))
     return respond(CourseOut.from_domain(course), 201)
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import course_repository
+from learnflow.db.courses import CourseRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.courses import CourseList, CourseListQuery
 from learnflow.observability import logger
@@ -16,7 +17,7 @@ app = make_app(permission="courses:read", query=CourseListQuery)
 
 @app.get("/courses", responses=ok(200, "A page of courses, newest first", CourseList))
 def list_courses() -> Response[str]:
-    listing = course_repository().list(caller(app).tenant, query(app, CourseListQuery))
+    listing = repository(CourseRepository).list(caller(app).tenant, query(app, CourseListQuery))
     return respond(CourseList.of(listing))
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import course_repository
+from learnflow.db.courses import CourseRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.courses import CourseOut, CourseUpdate
 from learnflow.observability import logger
@@ -19,7 +20,7 @@ app = make_app(
 
 @app.patch("/courses/<course_id>", responses=ok(200, "The updated course", CourseOut))
 def update_course(course_id: str, body: CourseUpdate) -> Response[str]:
-    course = course_repository().update(caller(app).tenant, course_id, body)
+    course = repository(CourseRepository).update(caller(app).tenant, course_id, body)
     return respond(CourseOut.from_domain(course))
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import enrollment_repository
+from learnflow.db.enrollments import EnrollmentRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.enrollments import EnrollmentOut
 from learnflow.observability import logger
@@ -16,7 +17,7 @@ app = make_app(permission="enrollments:read")
 
 @app.get("/enrollments/<enrollment_id>", responses=ok(200, "The enrollment", EnrollmentOut))
 def get_enrollment(enrollment_id: str) -> Response[str]:
-    enrollment = enrollment_repository().get(caller(app).tenant, enrollment_id)
+    enrollment = repository(EnrollmentRepository).get(caller(app).tenant, enrollment_id)
     return respond(EnrollmentOut.from_domain(enrollment))
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import enrollment_repository
+from learnflow.db.enrollments import EnrollmentRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.enrollments import EnrollmentList, EnrollmentListQuery
 from learnflow.observability import logger
@@ -16,7 +17,9 @@ app = make_app(permission="enrollments:read", query=EnrollmentListQuery)
 
 @app.get("/enrollments", responses=ok(200, "A page of enrollments, newest first", EnrollmentList))
 def list_enrollments() -> Response[str]:
-    listing = enrollment_repository().list(caller(app).tenant, query(app, EnrollmentListQuery))
+    listing = repository(EnrollmentRepository).list(
+        caller(app).tenant, query(app, EnrollmentListQuery)
+    )
     return respond(EnrollmentList.of(listing))
 
 

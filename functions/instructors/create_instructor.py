@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import instructor_repository
+from learnflow.db.instructors import InstructorRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.instructors import InstructorCreate, InstructorOut
 from learnflow.observability import logger
@@ -16,7 +17,9 @@ app = make_app(permission="instructors:write", creates="ins")
 
 @app.post("/instructors", responses=ok(201, "The new instructor", InstructorOut))
 def create_instructor(body: InstructorCreate) -> Response[str]:
-    instructor = instructor_repository().create(caller(app).tenant, body, instructor_id=new_id(app))
+    instructor = repository(InstructorRepository).create(
+        caller(app).tenant, body, instructor_id=new_id(app)
+    )
     return respond(InstructorOut.from_domain(instructor), 201)
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import instructor_repository
+from learnflow.db.instructors import InstructorRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.instructors import InstructorOut
 from learnflow.observability import logger
@@ -16,7 +17,7 @@ app = make_app(permission="instructors:read")
 
 @app.get("/instructors/<instructor_id>", responses=ok(200, "The instructor", InstructorOut))
 def get_instructor(instructor_id: str) -> Response[str]:
-    instructor = instructor_repository().get(caller(app).tenant, instructor_id)
+    instructor = repository(InstructorRepository).get(caller(app).tenant, instructor_id)
     return respond(InstructorOut.from_domain(instructor))
 
 

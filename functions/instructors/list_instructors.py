@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import instructor_repository
+from learnflow.db.instructors import InstructorRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.instructors import InstructorList, InstructorListQuery
 from learnflow.observability import logger
@@ -16,7 +17,9 @@ app = make_app(permission="instructors:read", query=InstructorListQuery)
 
 @app.get("/instructors", responses=ok(200, "A page of instructors, newest first", InstructorList))
 def list_instructors() -> Response[str]:
-    listing = instructor_repository().list(caller(app).tenant, query(app, InstructorListQuery))
+    listing = repository(InstructorRepository).list(
+        caller(app).tenant, query(app, InstructorListQuery)
+    )
     return respond(InstructorList.of(listing))
 
 

@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import student_repository
+from learnflow.db.students import StudentRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, new_id, ok, respond
 from learnflow.models.students import StudentCreate, StudentOut
 from learnflow.observability import logger
@@ -20,7 +21,7 @@ app = make_app(
 
 @app.post("/students", responses=ok(201, "The new student", StudentOut))
 def create_student(body: StudentCreate) -> Response[str]:
-    student = student_repository().create(caller(app).tenant, body, student_id=new_id(app))
+    student = repository(StudentRepository).create(caller(app).tenant, body, student_id=new_id(app))
     return respond(StudentOut.from_domain(student), 201)
 
 

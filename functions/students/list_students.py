@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import student_repository
+from learnflow.db.students import StudentRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, query, respond
 from learnflow.models.students import StudentList, StudentListQuery
 from learnflow.observability import logger
@@ -16,7 +17,7 @@ app = make_app(permission="students:read", query=StudentListQuery)
 
 @app.get("/students", responses=ok(200, "A page of students, newest first", StudentList))
 def list_students() -> Response[str]:
-    listing = student_repository().list(caller(app).tenant, query(app, StudentListQuery))
+    listing = repository(StudentRepository).list(caller(app).tenant, query(app, StudentListQuery))
     return respond(StudentList.of(listing))
 
 

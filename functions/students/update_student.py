@@ -6,7 +6,8 @@ from aws_lambda_powertools.event_handler import Response
 from aws_lambda_powertools.logging import correlation_paths
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
-from learnflow.deps import student_repository
+from learnflow.db.students import StudentRepository
+from learnflow.deps import repository
 from learnflow.http import caller, make_app, ok, respond
 from learnflow.models.students import StudentOut, StudentUpdate
 from learnflow.observability import logger
@@ -19,7 +20,7 @@ app = make_app(
 
 @app.patch("/students/<student_id>", responses=ok(200, "The updated student", StudentOut))
 def update_student(student_id: str, body: StudentUpdate) -> Response[str]:
-    student = student_repository().update(caller(app).tenant, student_id, body)
+    student = repository(StudentRepository).update(caller(app).tenant, student_id, body)
     return respond(StudentOut.from_domain(student))
 
 

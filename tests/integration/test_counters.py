@@ -9,6 +9,7 @@ import pytest
 
 from learnflow import deps
 from learnflow.db import counters, keys
+from learnflow.db.courses import CourseRepository
 from learnflow.models.courses import Course
 from learnflow.tenancy import Tenant
 
@@ -39,7 +40,7 @@ def course(number: int) -> Course:
 @pytest.mark.slow
 def test_counts_stay_exact_and_small_at_5000_categories(table: Table) -> None:
     tenant = Tenant("acct_" + "1" * 24, "test")
-    repository = deps.course_repository()
+    repository = deps.repository(CourseRepository)
     assert repository.load(tenant, (course(n) for n in range(CATEGORIES))) == CATEGORIES
     assert repository.count(tenant) == CATEGORIES
     assert repository.count(tenant, status="published") == CATEGORIES // 2

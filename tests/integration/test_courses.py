@@ -21,7 +21,7 @@ from functions.courses import create_course, get_course, list_courses, update_co
 from functions.instructors import create_instructor
 from learnflow import clients, deps, ids
 from learnflow.db import counters, keys
-from learnflow.db.courses import StaleCourseError
+from learnflow.db.courses import CourseRepository, StaleCourseError
 from learnflow.jsonio import dumps
 from learnflow.models.courses import STATUSES, Course, CourseStatus
 from learnflow.tenancy import Mode, Tenant
@@ -172,7 +172,7 @@ def seed(tenant: Tenant, count: int, rng: random.Random) -> dict[str, tuple[str 
         )
         for _ in range(count)
     ]
-    assert deps.course_repository().load(tenant, courses) == count
+    assert deps.repository(CourseRepository).load(tenant, courses) == count
     return {c.id: (c.category, c.status) for c in courses}
 
 
@@ -403,7 +403,7 @@ class TestCatalogue:
         assert reply.error["param"] in ("starting_after", "ending_before")
 
     def test_counters_match_the_catalogue_for_every_filter(self, catalogue: Catalogue) -> None:
-        repository = deps.course_repository()
+        repository = deps.repository(CourseRepository)
         for filters in LISTS:
             count = repository.count(catalogue.api.tenant, **filters)
             assert count == len(catalogue.expected(filters)), filters
@@ -567,7 +567,7 @@ class TestCourses:
         refused = api.create()
         assert refused.status == 429
         assert refused.headers["X-RateLimit-Remaining"] == "0"
-        assert deps.course_repository().count(api.tenant) == 1
+        assert deps.repository(CourseRepository).count(api.tenant) == 1
 
     @pytest.mark.parametrize(
         ("query", "param"),
@@ -737,7 +737,7 @@ class TestCourses:
     def test_a_stale_write_is_refused_and_counters_stay_exact(self) -> None:
         """Two concurrent PATCHes read the same version; only the first may write."""
         api = Api()
-        repository = deps.course_repository()
+        repository = deps.repository(CourseRepository)
         course_id = api.create(category="web").body["id"]
         before = repository.get(api.tenant, course_id)
         first = repository.save(api.tenant, before, _with(before, status="published"))

@@ -26,6 +26,7 @@ from functions.enrollments import (
 from functions.students import create_student
 from learnflow import deps, payments
 from learnflow.db.enrollments import EnrollmentRepository
+from learnflow.db.students import StudentRepository
 from learnflow.tenancy import Mode
 from learnflow_cli.local.stripe_server import StripeServer
 from learnflow_cli.template import TableDefinition, load_template, stream_functions
@@ -115,7 +116,7 @@ class School(Caller):
         return str(created.body["id"])
 
     def email_of(self, student_id: str) -> str:
-        found = deps.student_repository().get(self.tenant, student_id)
+        found = deps.repository(StudentRepository).get(self.tenant, student_id)
         return found.email
 
     def enroll(

@@ -16,6 +16,7 @@ from functions.courses import create_course, update_course
 from functions.instructors import create_instructor
 from functions.students import create_student
 from learnflow import deps
+from learnflow.db.courses import CourseRepository
 from learnflow_cli.template import TableDefinition
 from tests.conftest import FAKE_ENV
 from tests.support.handlers import Caller, Context, Handler, Reply
@@ -40,7 +41,7 @@ def create(caller: Caller, body: str, **overrides: Any) -> Reply:
 
 
 def nothing_stored(caller: Caller) -> bool:
-    return deps.course_repository().count(caller.tenant) == 0
+    return deps.repository(CourseRepository).count(caller.tenant) == 0
 
 
 @pytest.mark.parametrize(

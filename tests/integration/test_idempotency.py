@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from functions.courses import create_course, list_courses
 from learnflow import clients, deps, errors, idempotency
 from learnflow.db import keys
+from learnflow.db.courses import CourseRepository
 from learnflow.http import App, caller, make_app, respond
 from learnflow.idempotency import Claim, IdempotencyStore, Saved
 from learnflow.jsonio import dumps
@@ -737,7 +738,7 @@ def create(tenant: Tenant, key: str | None, body: dict[str, Any] | str = COURSE)
 
 
 def courses(tenant: Tenant) -> int:
-    return deps.course_repository().count(tenant)
+    return deps.repository(CourseRepository).count(tenant)
 
 
 def test_create_course_twice_with_one_key_creates_one_course(tenant: Tenant) -> None:

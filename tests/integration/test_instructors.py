@@ -16,6 +16,7 @@ from functions.courses import create_course
 from functions.instructors import create_instructor, get_instructor, list_instructors
 from learnflow import clients, deps, ids
 from learnflow.db import counters, keys
+from learnflow.db.instructors import InstructorRepository
 from learnflow.jsonio import dumps
 from learnflow.tenancy import Mode, Tenant
 from tests.conftest import load_event
@@ -254,4 +255,4 @@ def test_a_list_call_reads_at_most_limit_plus_two_items_of_the_list(table: Table
         assert calls.items["Query"] <= budget
         assert calls.items["BatchGetItem"] <= counters.SHARDS  # the count's shards
         assert calls.items_read <= budget + counters.SHARDS
-    assert deps.instructor_repository().count(api.tenant) == 12
+    assert deps.repository(InstructorRepository).count(api.tenant) == 12

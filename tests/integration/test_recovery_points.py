@@ -61,7 +61,7 @@ CREATES = [
         "create_course",
         {"title": "T", "description": "D", "price": Decimal("9.99"), "currency": "EUR"},
         CourseRepository,
-        lambda tenant: deps.course_repository().count(tenant),
+        lambda tenant: deps.repository(CourseRepository).count(tenant),
     ),
     Create(
         "instructor",
@@ -69,7 +69,7 @@ CREATES = [
         "create_instructor",
         {"name": "Grace Hopper"},
         InstructorRepository,
-        lambda tenant: deps.instructor_repository().count(tenant),
+        lambda tenant: deps.repository(InstructorRepository).count(tenant),
     ),
     Create(
         "student",
@@ -77,7 +77,7 @@ CREATES = [
         "create_student",
         {"email": "grace@example.com", "name": "Grace Hopper"},
         StudentRepository,
-        lambda tenant: deps.student_repository().count(tenant),
+        lambda tenant: deps.repository(StudentRepository).count(tenant),
     ),
 ]
 
@@ -168,8 +168,8 @@ def test_a_patch_retried_after_a_crash_is_applied_once(monkeypatch: pytest.Monke
         "published",
         {"wave": "1"},
     )
-    assert deps.course_repository().count(caller.tenant, status="published") == 1
-    assert deps.course_repository().count(caller.tenant, status="draft") == 0
+    assert deps.repository(CourseRepository).count(caller.tenant, status="published") == 1
+    assert deps.repository(CourseRepository).count(caller.tenant, status="draft") == 0
 
 
 def test_a_student_email_change_retried_after_a_crash_moves_the_address_once(

@@ -7,6 +7,8 @@ import secrets
 import threading
 import time
 
+from learnflow.resources import OTHER_ID_PREFIXES, RESOURCES
+
 # Base62 in ASCII order, so that comparing two ids as strings compares their timestamps.
 ALPHABET = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
 BODY_LENGTH = 24
@@ -14,7 +16,7 @@ _TIME_CHARS = 8  # milliseconds since the epoch: 62**8 ms is ~6,900 years
 _RANDOM_CHARS = BODY_LENGTH - _TIME_CHARS  # 16 chars, ~95 bits from the CSPRNG
 _RANDOM_SPACE = 62**_RANDOM_CHARS
 
-PREFIXES = frozenset({"acct", "crs", "ins", "stu", "enr", "key"})
+PREFIXES = frozenset({resource.prefix for resource in RESOURCES}) | OTHER_ID_PREFIXES
 
 _lock = threading.Lock()
 _last_ms = -1

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-RESOURCES = ("courses", "students", "enrollments", "instructors")
+from learnflow import resources
+
+RESOURCES = tuple(resource.name for resource in resources.RESOURCES)
 ACCESS = ("read", "write")
 ALL_PERMISSIONS = frozenset(f"{resource}:{access}" for resource in RESOURCES for access in ACCESS)
 WILDCARD = "*"

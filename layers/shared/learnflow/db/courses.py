@@ -1,4 +1,4 @@
-"""Courses in the single table: items, filtered-list projections and exact counters."""
+"""Courses in the single table: items, filtered-list projections and exact counts."""
 
 from __future__ import annotations
 
@@ -7,31 +7,24 @@ from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final
 
 from botocore.exceptions import ClientError
 
-from learnflow import errors, ids, money
+from learnflow import errors, money
 from learnflow.db import counters, keys
 from learnflow.db.conditions import condition_failed
 from learnflow.db.instructors import InstructorRepository
+from learnflow.db.repository import Repository
 from learnflow.db.transactions import write_transaction
 from learnflow.jsonio import iso
-from learnflow.models.courses import Course, CourseCreate, CourseListQuery, CourseUpdate
-from learnflow.pagination import Listing, ListSource, listing
+from learnflow.models.courses import Course, CourseCreate, CourseUpdate
+from learnflow.resources import COURSES
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-ID_PREFIX: Final = "crs"
-COURSE_TYPE: Final = "course"
-# Index of each filter combination (template.yaml declares GSI1..GSI5; these three are courses').
-_INDEX_BY_FILTERS: Final[dict[frozenset[str], str]] = {
-    frozenset({"status"}): "GSI1",
-    frozenset({"category"}): "GSI2",
-    frozenset({"category", "status"}): "GSI3",
-}
 # Attributes a PATCH never writes: the enrollment count belongs to enrollments (an atomic ADD
 # there), and the keys, id, type and creation time never change.
 _NOT_REWRITTEN: Final = frozenset(
@@ -44,20 +37,21 @@ class StaleCourseError(Exception):
     """The course changed since it was read: re-read and apply the update again."""
 
 
-class CourseRepository:
-    """Create, read, update and list a tenant's courses; keep the counters exact.
+class CourseRepository(Repository[Course]):
+    """Create, read, update and list a tenant's courses; keep the counts exact.
 
     Item `keys.item(tenant, COURSE, id)`: the course's attributes, `type` "course", a `version`
-    for optimistic locking, and its filtered-list projections (id as sort key):
-    GSI1 `keys.filtered(tenant, COURSE, status=…)`; with a category only, GSI2
-    `keys.filtered(…, category=…)` and GSI3 `keys.filtered(…, category=…, status=…)`.
+    for optimistic locking, and its filtered-list projections (the indexes of
+    `resources.COURSES`: by status always; by category and by both only with a category).
     Counts (learnflow.db.counters): `keys.counter_name(**filters)` for no filter, each status,
     each category and each pair, changed in the same transaction as the course.
     """
 
-    def __init__(self, table: Table, instructors: InstructorRepository) -> None:
-        self._table = table
-        self._instructors = instructors
+    resource = COURSES
+
+    def __init__(self, table: Table) -> None:
+        super().__init__(table)
+        self._instructors = InstructorRepository(table)
 
     # --- writes ---
 
@@ -83,17 +77,8 @@ class CourseRepository:
             created_at=now,
             updated_at=now,
         )
-        put = {
-            "TableName": self._table.name,
-            "Item": _to_item(tenant, course),
-            # the recovery point: written once, never overwritten
-            "ConditionExpression": "attribute_not_exists(PK)",
-        }
-        counts = counters.updates(
-            self._table, tenant, keys.COURSE, _counts(course), object_id=course.id
-        )
-        if write_transaction(self._table, [{"Put": put}, *counts]) is not None:
-            return self.get(tenant, course.id)  # only the put has a condition: it exists
+        if self.put_new(tenant, self._to_item(tenant, course), _counts(course)) == "exists":
+            return self.get(tenant, course.id)
         return course
 
     def update(self, tenant: Tenant, course_id: str, patch: CourseUpdate) -> Course:
@@ -116,7 +101,7 @@ class CourseRepository:
     def save(self, tenant: Tenant, before: Course, after: Course) -> Course:
         """Write `after` over `before` if the stored course is still at `before.version`
         (else `StaleCourseError`); the counters move in the same transaction."""
-        old, new = _to_item(tenant, before), _to_item(tenant, after)
+        old, new = self._to_item(tenant, before), self._to_item(tenant, after)
         changed = {
             name: value
             for name, value in new.items()
@@ -136,7 +121,7 @@ class CourseRepository:
                 names[f"#r{n}"] = name
             expression += " REMOVE " + ", ".join(f"#r{n}" for n in range(len(removed)))
         update: dict[str, Any] = {
-            "Key": keys.item(tenant, keys.COURSE, before.id),
+            "Key": self.key(tenant, before.id),
             "UpdateExpression": expression,
             "ConditionExpression": "#version = :expected",
             "ExpressionAttributeNames": names,
@@ -167,48 +152,43 @@ class CourseRepository:
         counted: list[tuple[str, str, int]] = []
         with self._table.batch_writer() as batch:
             for course in courses:
-                batch.put_item(Item=_to_item(tenant, course))
+                batch.put_item(Item=self._to_item(tenant, course))
                 counted.extend((course.id, name, n) for name, n in _counts(course).items())
         counters.add_all(self._table, tenant, keys.COURSE, counted)
         return sum(n for _, name, n in counted if name == keys.counter_name())
 
-    # --- reads ---
-
-    def get(self, tenant: Tenant, course_id: str) -> Course:
-        """The course; 404 if this tenant has none with that id (whatever its shape)."""
-        if not ids.is_valid(course_id, ID_PREFIX):
-            raise errors.not_found("course", course_id)
-        item = self._table.get_item(
-            Key=keys.item(tenant, keys.COURSE, course_id), ConsistentRead=True
-        ).get("Item")
-        if not item:
-            raise errors.not_found("course", course_id)
-        return from_item(tenant, cast("dict[str, Any]", item))
-
-    def list(self, tenant: Tenant, query: CourseListQuery) -> Listing[Course]:
-        """One page, newest first: at most `limit + 2` items from the list's own partition and
-        one from the counters (see learnflow.pagination)."""
-        filters = query.filters()
-        index = _INDEX_BY_FILTERS.get(frozenset(filters))
-        partition = (
-            keys.filtered(tenant, keys.COURSE, **filters)
-            if filters
-            else keys.collection(tenant, keys.COURSE)
-        )
-        return listing(
-            self._table,
-            ListSource(partition=partition, index=index),
-            query,
-            id_prefix=ID_PREFIX,
-            convert=lambda item: from_item(tenant, item),
-            total_count=lambda: self.count(tenant, **filters),
-        )
-
-    def count(self, tenant: Tenant, **filters: str) -> int:
-        """How many courses match `filters` exactly (one item read: the counters)."""
-        return counters.read(self._table, tenant, keys.COURSE, **filters)
-
     # --- helpers ---
+
+    def _to_item(self, tenant: Tenant, course: Course) -> dict[str, Any]:
+        """The stored item; attributes that are null are left out (a GSI key cannot be null)."""
+        item: dict[str, Any] = {
+            **self.key(tenant, course.id),
+            **self.projections(
+                tenant, {"id": course.id, "status": course.status, "category": course.category}
+            ),
+            keys.TYPE_ATTRIBUTE: COURSES.object,
+            "id": course.id,
+            "title": course.title,
+            "description": course.description,
+            "price": course.price,
+            "currency": course.currency,
+            "status": course.status,
+            "enrollment_count": course.enrollment_count,
+            "metadata": dict(course.metadata),
+            "created_at": course.created_at,
+            "updated_at": course.updated_at,
+            "version": course.version,
+        }
+        if course.category is not None:
+            item["category"] = course.category
+        if course.instructor_id is not None:
+            item["instructor_id"] = course.instructor_id
+            if course.instructor is not None:
+                item["instructor_name"] = course.instructor
+        return item
+
+    def from_item(self, tenant: Tenant, item: dict[str, Any]) -> Course:
+        return from_item(tenant, item)
 
     def _instructor_name(self, tenant: Tenant, instructor_id: str | None) -> str | None:
         if instructor_id is None:
@@ -231,43 +211,6 @@ def _counts(course: Course) -> Counter[str]:
         names.append(keys.counter_name(category=course.category))
         names.append(keys.counter_name(category=course.category, status=course.status))
     return Counter(names)
-
-
-def _to_item(tenant: Tenant, course: Course) -> dict[str, Any]:
-    """The stored item; attributes that are null are left out (a GSI key cannot be null)."""
-    item: dict[str, Any] = {
-        **keys.item(tenant, keys.COURSE, course.id),
-        keys.TYPE_ATTRIBUTE: COURSE_TYPE,
-        "id": course.id,
-        "title": course.title,
-        "description": course.description,
-        "price": course.price,
-        "currency": course.currency,
-        "status": course.status,
-        "enrollment_count": course.enrollment_count,
-        "metadata": dict(course.metadata),
-        "created_at": course.created_at,
-        "updated_at": course.updated_at,
-        "version": course.version,
-    }
-    gsi1_pk, gsi1_sk = keys.GSI["GSI1"]
-    item[gsi1_pk] = keys.filtered(tenant, keys.COURSE, status=course.status)
-    item[gsi1_sk] = course.id
-    if course.category is not None:
-        item["category"] = course.category
-        gsi2_pk, gsi2_sk = keys.GSI["GSI2"]
-        item[gsi2_pk] = keys.filtered(tenant, keys.COURSE, category=course.category)
-        item[gsi2_sk] = course.id
-        gsi3_pk, gsi3_sk = keys.GSI["GSI3"]
-        item[gsi3_pk] = keys.filtered(
-            tenant, keys.COURSE, category=course.category, status=course.status
-        )
-        item[gsi3_sk] = course.id
-    if course.instructor_id is not None:
-        item["instructor_id"] = course.instructor_id
-        if course.instructor is not None:
-            item["instructor_name"] = course.instructor
-    return item
 
 
 def from_item(tenant: Tenant, item: dict[str, Any]) -> Course:

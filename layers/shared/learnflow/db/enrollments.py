@@ -8,7 +8,7 @@ from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Final, Literal, cast
+from typing import Any, Final, Literal, cast
 
 from botocore.exceptions import ClientError
 
@@ -16,32 +16,15 @@ from learnflow import errors, ids
 from learnflow.db import counters, keys
 from learnflow.db.conditions import condition_failed
 from learnflow.db.courses import from_item as course_from_item
+from learnflow.db.repository import FAILED, Repository
 from learnflow.db.transactions import write_transaction
 from learnflow.models.courses import Course
-from learnflow.models.enrollments import Enrollment, EnrollmentListQuery, Payment
-from learnflow.pagination import Listing, ListSource, listing
+from learnflow.models.enrollments import Enrollment, Payment
+from learnflow.resources import ENROLLMENTS
 from learnflow.tenancy import Tenant
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
-
-ID_PREFIX: Final = "enr"
-ENROLLMENT_TYPE: Final = "enrollment"
 PAIR_TYPE: Final = "enrollment_pair"
 PAIR_KIND: Final = "PAIR"  # the pair locks' partition (`keys.unique`)
-FILTERS: Final = ("course_id", "status", "student_id")
-# Index of each filter combination: every one is an exact Query of its own partition.
-# (template.yaml declares GSI1..GSI7; courses overload GSI1..GSI3 with partitions of their own.)
-_INDEX_BY_FILTERS: Final[dict[frozenset[str], str]] = {
-    frozenset({"status"}): "GSI1",
-    frozenset({"course_id"}): "GSI2",
-    frozenset({"course_id", "status"}): "GSI3",
-    frozenset({"student_id"}): "GSI4",
-    frozenset({"student_id", "status"}): "GSI5",
-    frozenset({"course_id", "student_id"}): "GSI6",
-    frozenset({"course_id", "student_id", "status"}): "GSI7",
-}
-_FAILED: Final = "ConditionalCheckFailed"
 
 PairStatus = Literal["pending", "active"]
 Committed = Literal["committed", "exists", "pair_taken"]
@@ -80,7 +63,7 @@ class EnrollContext:
     enrollment: Enrollment | None
 
 
-class EnrollmentRepository:
+class EnrollmentRepository(Repository[Enrollment]):
     """Enrollments, their pair locks and counts (DESIGN: "Enrolling, exactly once").
 
     Item `keys.item(tenant, ENROLLMENT, id)`: the enrollment, `type` "enrollment", its tenant
@@ -89,8 +72,7 @@ class EnrollmentRepository:
     draft while a paid enrollment is being charged, `active` once committed, deleted on cancel.
     """
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    resource = ENROLLMENTS
 
     # --- reads ---
 
@@ -99,7 +81,7 @@ class EnrollmentRepository:
     ) -> EnrollContext:
         """The student (does it exist), the course, the pair's lock and the enrollment itself
         (present when an earlier run of this request committed it), read consistently."""
-        wanted: dict[str, keys.Key] = {"enrollment": self._key(tenant, enrollment_id)}
+        wanted: dict[str, keys.Key] = {"enrollment": self.key(tenant, enrollment_id)}
         if ids.is_valid(student_id, "stu"):
             wanted["student"] = keys.item(tenant, keys.STUDENT, student_id)
         if ids.is_valid(course_id, "crs"):
@@ -113,7 +95,7 @@ class EnrollmentRepository:
             student_exists=items.get("student") is not None,
             course=course_from_item(tenant, course) if course else None,
             pair=_pair_from_item(tenant, pair) if pair else None,
-            enrollment=_from_item(tenant, enrollment) if enrollment else None,
+            enrollment=self.from_item(tenant, enrollment) if enrollment else None,
         )
 
     def pair(self, tenant: Tenant, student_id: str, course_id: str) -> Pair | None:
@@ -121,41 +103,6 @@ class EnrollmentRepository:
             Key=_pair_key(tenant, student_id, course_id), ConsistentRead=True
         ).get("Item")
         return _pair_from_item(tenant, cast("dict[str, Any]", item)) if item else None
-
-    def find(self, tenant: Tenant, enrollment_id: str) -> Enrollment | None:
-        if not ids.is_valid(enrollment_id, ID_PREFIX):
-            return None
-        item = self._table.get_item(Key=self._key(tenant, enrollment_id), ConsistentRead=True).get(
-            "Item"
-        )
-        return _from_item(tenant, cast("dict[str, Any]", item)) if item else None
-
-    def get(self, tenant: Tenant, enrollment_id: str) -> Enrollment:
-        """The enrollment; 404 if this tenant has none with that id."""
-        enrollment = self.find(tenant, enrollment_id)
-        if enrollment is None:
-            raise errors.not_found("enrollment", enrollment_id)
-        return enrollment
-
-    def list(self, tenant: Tenant, query: EnrollmentListQuery) -> Listing[Enrollment]:
-        """One page, newest first, from the exact partition of the filters given."""
-        filters = query.filters()
-        return listing(
-            self._table,
-            ListSource(
-                partition=keys.filtered(tenant, keys.ENROLLMENT, **filters)
-                if filters
-                else keys.collection(tenant, keys.ENROLLMENT),
-                index=_INDEX_BY_FILTERS.get(frozenset(filters)),
-            ),
-            query,
-            id_prefix=ID_PREFIX,
-            convert=lambda item: _from_item(tenant, item),
-            total_count=lambda: self.count(tenant, **filters),
-        )
-
-    def count(self, tenant: Tenant, **filters: str) -> int:
-        return counters.read(self._table, tenant, keys.ENROLLMENT, **filters)
 
     # --- the pair lock ---
 
@@ -218,39 +165,28 @@ class EnrollmentRepository:
         `exists`: an earlier run committed it already; `pair_taken`: another enrollment holds
         the pair."""
         table = self._table.name
-        actions: list[dict[str, Any]] = [
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": _to_item(tenant, enrollment),
-                    # the recovery point: written once, never overwritten
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-            {
-                "Put": {
-                    "TableName": table,
-                    "Item": {
-                        **_pair_key(tenant, enrollment.student_id, enrollment.course_id),
-                        keys.TYPE_ATTRIBUTE: PAIR_TYPE,
-                        "enrollment_id": enrollment.id,
-                        "status": "active",
-                    },
-                    "ConditionExpression": "attribute_not_exists(PK) OR enrollment_id = :me",
-                    "ExpressionAttributeValues": {":me": enrollment.id},
-                }
-            },
-            {"Update": {"TableName": table, **_course_count(tenant, enrollment.course_id, +1)}},
-            *counters.updates(
-                self._table, tenant, keys.ENROLLMENT, _counts(enrollment), object_id=enrollment.id
-            ),
-        ]
-        reasons = write_transaction(self._table, actions)
-        if reasons is None:
+        pair = {
+            "Put": {
+                "TableName": table,
+                "Item": {
+                    **_pair_key(tenant, enrollment.student_id, enrollment.course_id),
+                    keys.TYPE_ATTRIBUTE: PAIR_TYPE,
+                    "enrollment_id": enrollment.id,
+                    "status": "active",
+                },
+                "ConditionExpression": "attribute_not_exists(PK) OR enrollment_id = :me",
+                "ExpressionAttributeValues": {":me": enrollment.id},
+            }
+        }
+        course = {"Update": {"TableName": table, **_course_count(tenant, enrollment.course_id, +1)}}
+        created = self.put_new(
+            tenant, self._to_item(tenant, enrollment), _counts(enrollment), also=[pair, course]
+        )
+        if created == "created":
             return "committed"
-        if reasons[0] == _FAILED:
+        if created == "exists":
             return "exists"
-        if reasons[1] == _FAILED:
+        if created[1] == FAILED:
             return "pair_taken"
         raise errors.resource_missing("course_id", enrollment.course_id)  # the course is gone
 
@@ -265,7 +201,7 @@ class EnrollmentRepository:
             {
                 "Put": {
                     "TableName": table,
-                    "Item": _to_item(tenant, after),
+                    "Item": self._to_item(tenant, after),
                     "ConditionExpression": "#status = :active",
                     "ExpressionAttributeNames": {"#status": "status"},
                     "ExpressionAttributeValues": {":active": "active"},
@@ -288,7 +224,7 @@ class EnrollmentRepository:
         """Write what the payment provider reports of an enrollment's payment (a refund made
         while another request cancelled it)."""
         self._table.update_item(
-            Key=self._key(tenant, enrollment_id),
+            Key=self.key(tenant, enrollment_id),
             UpdateExpression="SET payment = :payment",
             ConditionExpression="attribute_exists(PK)",
             ExpressionAttributeValues={":payment": _payment_item(payment)},
@@ -296,8 +232,44 @@ class EnrollmentRepository:
 
     # --- helpers ---
 
-    def _key(self, tenant: Tenant, enrollment_id: str) -> keys.Key:
-        return keys.item(tenant, keys.ENROLLMENT, enrollment_id)
+    def _to_item(self, tenant: Tenant, enrollment: Enrollment) -> dict[str, Any]:
+        item: dict[str, Any] = {
+            **self.key(tenant, enrollment.id),
+            **self.projections(tenant, _filter_values(enrollment)),
+            keys.TYPE_ATTRIBUTE: ENROLLMENTS.object,
+            "account_id": tenant.account_id,
+            "mode": tenant.mode,
+            "id": enrollment.id,
+            "status": enrollment.status,
+            "student_id": enrollment.student_id,
+            "course_id": enrollment.course_id,
+            "enrolled_at": enrollment.enrolled_at,
+            "welcome_email": enrollment.welcome_email,
+            "metadata": dict(enrollment.metadata),
+        }
+        if enrollment.payment is not None:
+            item["payment"] = _payment_item(enrollment.payment)
+        if enrollment.canceled_at is not None:
+            item["canceled_at"] = enrollment.canceled_at
+        if enrollment.canceled_by is not None:
+            item["canceled_by"] = enrollment.canceled_by
+        return item
+
+    def from_item(self, tenant: Tenant, item: dict[str, Any]) -> Enrollment:
+        payment = item.get("payment")
+        return Enrollment(
+            id=str(item["id"]),
+            status=item["status"],
+            student_id=str(item["student_id"]),
+            course_id=str(item["course_id"]),
+            enrolled_at=str(item["enrolled_at"]),
+            canceled_at=item.get("canceled_at"),
+            payment=_payment_from(payment) if payment else None,
+            welcome_email=item.get("welcome_email", "not_requested"),
+            livemode=tenant.livemode,
+            metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+            canceled_by=item.get("canceled_by"),
+        )
 
     def _batch_get(self, wanted: Sequence[keys.Key]) -> dict[tuple[str, str], dict[str, Any]]:
         found: dict[tuple[str, str], dict[str, Any]] = {}
@@ -330,34 +302,24 @@ def _course_count(tenant: Tenant, course_id: str, delta: int) -> dict[str, Any]:
     }
 
 
+def _filter_values(enrollment: Enrollment) -> dict[str, str]:
+    return {
+        "id": enrollment.id,
+        "course_id": enrollment.course_id,
+        "status": enrollment.status,
+        "student_id": enrollment.student_id,
+    }
+
+
 def _counts(enrollment: Enrollment) -> Counter[str]:
     """The counts an enrollment adds one to: every combination of its filters' values."""
-    values = {
-        "course_id": enrollment.course_id,
-        "status": enrollment.status,
-        "student_id": enrollment.student_id,
-    }
+    values = _filter_values(enrollment)
+    filters = sorted(ENROLLMENTS.filters)
     names: Counter[str] = Counter()
-    for size in range(len(FILTERS) + 1):
-        for combination in itertools.combinations(FILTERS, size):
+    for size in range(len(filters) + 1):
+        for combination in itertools.combinations(filters, size):
             names[keys.counter_name(**{name: values[name] for name in combination})] += 1
     return names
-
-
-def _projections(tenant: Tenant, enrollment: Enrollment) -> dict[str, str]:
-    values = {
-        "course_id": enrollment.course_id,
-        "status": enrollment.status,
-        "student_id": enrollment.student_id,
-    }
-    item: dict[str, str] = {}
-    for filters, index in _INDEX_BY_FILTERS.items():
-        partition_attribute, sort_attribute = keys.GSI[index]
-        item[partition_attribute] = keys.filtered(
-            tenant, keys.ENROLLMENT, **{name: values[name] for name in filters}
-        )
-        item[sort_attribute] = enrollment.id
-    return item
 
 
 def _payment_item(payment: Payment) -> dict[str, Any]:
@@ -368,47 +330,6 @@ def _payment_item(payment: Payment) -> dict[str, Any]:
         "amount_refunded": payment.amount_refunded,
         "currency": payment.currency,
     }
-
-
-def _to_item(tenant: Tenant, enrollment: Enrollment) -> dict[str, Any]:
-    item: dict[str, Any] = {
-        **keys.item(tenant, keys.ENROLLMENT, enrollment.id),
-        **_projections(tenant, enrollment),
-        keys.TYPE_ATTRIBUTE: ENROLLMENT_TYPE,
-        "account_id": tenant.account_id,
-        "mode": tenant.mode,
-        "id": enrollment.id,
-        "status": enrollment.status,
-        "student_id": enrollment.student_id,
-        "course_id": enrollment.course_id,
-        "enrolled_at": enrollment.enrolled_at,
-        "welcome_email": enrollment.welcome_email,
-        "metadata": dict(enrollment.metadata),
-    }
-    if enrollment.payment is not None:
-        item["payment"] = _payment_item(enrollment.payment)
-    if enrollment.canceled_at is not None:
-        item["canceled_at"] = enrollment.canceled_at
-    if enrollment.canceled_by is not None:
-        item["canceled_by"] = enrollment.canceled_by
-    return item
-
-
-def _from_item(tenant: Tenant, item: dict[str, Any]) -> Enrollment:
-    payment = item.get("payment")
-    return Enrollment(
-        id=str(item["id"]),
-        status=item["status"],
-        student_id=str(item["student_id"]),
-        course_id=str(item["course_id"]),
-        enrolled_at=str(item["enrolled_at"]),
-        canceled_at=item.get("canceled_at"),
-        payment=_payment_from(payment) if payment else None,
-        welcome_email=item.get("welcome_email", "not_requested"),
-        livemode=tenant.livemode,
-        metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
-        canceled_by=item.get("canceled_by"),
-    )
 
 
 def _payment_from(value: dict[str, Any]) -> Payment:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Final
 
+from learnflow.resources import COURSES, ENROLLMENTS, INSTRUCTORS, STUDENTS
 from learnflow.tenancy import Tenant
 
 Key = dict[str, str]
@@ -23,10 +24,11 @@ COUNTER_TYPE: Final = "counter"  # the `type` of counter shard items
 # Overloaded GSIs: index name → (partition key attribute, sort key attribute)
 GSI: Final = {f"GSI{n}": (f"GSI{n}PK", f"GSI{n}SK") for n in range(1, 8)}
 
-COURSE: Final = "COURSE"
-INSTRUCTOR: Final = "INSTRUCTOR"
-STUDENT: Final = "STUDENT"
-ENROLLMENT: Final = "ENROLLMENT"
+# Each resource's kind, as learnflow.resources declares it.
+COURSE: Final = COURSES.kind
+INSTRUCTOR: Final = INSTRUCTORS.kind
+STUDENT: Final = STUDENTS.kind
+ENROLLMENT: Final = ENROLLMENTS.kind
 
 
 def _tenant(tenant: Tenant) -> str:

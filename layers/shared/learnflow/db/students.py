@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Final, cast
+from typing import Any, Final
 
-from learnflow import errors, ids
-from learnflow.db import counters, keys
+from learnflow import errors
+from learnflow.db import keys
+from learnflow.db.repository import FAILED, ListRequest, Repository
 from learnflow.db.transactions import write_transaction
 from learnflow.jsonio import iso
 from learnflow.models.students import (
@@ -17,21 +18,16 @@ from learnflow.models.students import (
     StudentUpdate,
     email_key,
 )
-from learnflow.pagination import Listing, ListSource, listing, listing_of
+from learnflow.pagination import Listing, listing_of
+from learnflow.resources import STUDENTS
 from learnflow.tenancy import Tenant
 
-if TYPE_CHECKING:
-    from mypy_boto3_dynamodb.service_resource import Table
-
-ID_PREFIX: Final = "stu"
-STUDENT_TYPE: Final = "student"
 EMAIL_TYPE: Final = "student_email"
 EMAIL_KIND: Final = "STUDENT_EMAIL"  # the uniqueness items' partition (`keys.unique`)
 _UPDATE_ATTEMPTS: Final = 5
-_CONDITION_FAILED: Final = "ConditionalCheckFailed"
 
 
-class StudentRepository:
+class StudentRepository(Repository[Student]):
     """Create, read, update and list a tenant's students; one student per e-mail address.
 
     Item `keys.item(tenant, STUDENT, id)`: the student, `type` "student", and a `version` for
@@ -40,8 +36,7 @@ class StudentRepository:
     same transaction as the student, so two students never share an address, whatever races.
     """
 
-    def __init__(self, table: Table) -> None:
-        self._table = table
+    resource = STUDENTS
 
     # --- writes ---
 
@@ -57,24 +52,15 @@ class StudentRepository:
             livemode=tenant.livemode,
             created_at=iso(datetime.now(UTC)),
         )
-        actions = [
-            {
-                "Put": {
-                    "TableName": self._table.name,
-                    "Item": _to_item(tenant, student),
-                    # the recovery point: written once, never overwritten
-                    "ConditionExpression": "attribute_not_exists(PK)",
-                }
-            },
-            {"Put": self._email_claim(tenant, student)},
-            *counters.updates(
-                self._table, tenant, keys.STUDENT, {keys.counter_name(): 1}, object_id=student.id
-            ),
-        ]
-        reasons = write_transaction(self._table, actions)
-        if reasons is None:
+        created = self.put_new(
+            tenant,
+            self._to_item(tenant, student),
+            {keys.counter_name(): 1},
+            also=[{"Put": self._email_claim(tenant, student)}],
+        )
+        if created == "created":
             return student
-        if reasons[0] == _CONDITION_FAILED:
+        if created == "exists":
             return self.get(tenant, student.id)
         raise _email_taken(data.email)
 
@@ -93,7 +79,7 @@ class StudentRepository:
 
     def _save(self, tenant: Tenant, before: Student, after: Student) -> bool:
         """Write `after` if the stored student is still `before`; False when it is not."""
-        item = _to_item(tenant, replace(after, version=before.version + 1))
+        item = self._to_item(tenant, replace(after, version=before.version + 1))
         put = {
             "TableName": self._table.name,
             "Item": item,
@@ -118,9 +104,24 @@ class StudentRepository:
         reasons = write_transaction(self._table, actions)
         if reasons is None:
             return True
-        if moved and reasons[1] == _CONDITION_FAILED and reasons[0] != _CONDITION_FAILED:
+        if moved and reasons[1] == FAILED and reasons[0] != FAILED:
             raise _email_taken(after.email)
         return False
+
+    def _to_item(self, tenant: Tenant, student: Student) -> dict[str, Any]:
+        return {
+            **self.key(tenant, student.id),
+            keys.TYPE_ATTRIBUTE: STUDENTS.object,
+            "id": student.id,
+            "email": student.email,
+            "name": student.name,
+            "metadata": dict(student.metadata),
+            "created_at": student.created_at,
+            "version": student.version,
+        }
+
+    def from_item(self, tenant: Tenant, item: dict[str, Any]) -> Student:
+        return _student(tenant, item)
 
     def _email_claim(self, tenant: Tenant, student: Student) -> dict[str, Any]:
         return {
@@ -135,22 +136,6 @@ class StudentRepository:
 
     # --- reads ---
 
-    def find(self, tenant: Tenant, student_id: str) -> Student | None:
-        """The student, or None if this tenant has none with that id (whatever its shape)."""
-        if not ids.is_valid(student_id, ID_PREFIX):
-            return None
-        item = self._table.get_item(
-            Key=keys.item(tenant, keys.STUDENT, student_id), ConsistentRead=True
-        ).get("Item")
-        return _from_item(tenant, cast("dict[str, Any]", item)) if item else None
-
-    def get(self, tenant: Tenant, student_id: str) -> Student:
-        """The student; 404 if this tenant has none with that id."""
-        student = self.find(tenant, student_id)
-        if student is None:
-            raise errors.not_found("student", student_id)
-        return student
-
     def find_by_email(self, tenant: Tenant, email: str) -> Student | None:
         """The student holding `email` (compared case-insensitively), read consistently."""
         claim = self._table.get_item(
@@ -158,23 +143,12 @@ class StudentRepository:
         ).get("Item")
         return self.find(tenant, str(claim["student_id"])) if claim else None
 
-    def list(self, tenant: Tenant, query: StudentListQuery) -> Listing[Student]:
+    def list(self, tenant: Tenant, query: ListRequest) -> Listing[Student]:
         """One page, newest first; with `email`, the one student holding the address (or none)."""
-        if query.email is not None:
+        if isinstance(query, StudentListQuery) and query.email is not None:
             found = self.find_by_email(tenant, query.email)
-            return listing_of([found] if found else [], query, id_prefix=ID_PREFIX, id_of=_id)
-        return listing(
-            self._table,
-            ListSource(partition=keys.collection(tenant, keys.STUDENT)),
-            query,
-            id_prefix=ID_PREFIX,
-            convert=lambda item: _from_item(tenant, item),
-            total_count=lambda: self.count(tenant),
-        )
-
-    def count(self, tenant: Tenant) -> int:
-        """Every student of the tenant (one BatchGetItem of the count's shards)."""
-        return counters.read(self._table, tenant, keys.STUDENT)
+            return listing_of([found] if found else [], query, id_prefix=STUDENTS.prefix, id_of=_id)
+        return super().list(tenant, query)
 
 
 def _email_taken(email: str) -> errors.ConflictError:
@@ -187,20 +161,7 @@ def _id(student: Student) -> str:
     return student.id
 
 
-def _to_item(tenant: Tenant, student: Student) -> dict[str, Any]:
-    return {
-        **keys.item(tenant, keys.STUDENT, student.id),
-        keys.TYPE_ATTRIBUTE: STUDENT_TYPE,
-        "id": student.id,
-        "email": student.email,
-        "name": student.name,
-        "metadata": dict(student.metadata),
-        "created_at": student.created_at,
-        "version": student.version,
-    }
-
-
-def _from_item(tenant: Tenant, item: dict[str, Any]) -> Student:
+def _student(tenant: Tenant, item: dict[str, Any]) -> Student:
     return Student(
         id=str(item["id"]),
         email=str(item["email"]),

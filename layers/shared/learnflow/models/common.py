@@ -113,9 +113,14 @@ class InputModel(BaseModel):
 
 
 class OutputModel(BaseModel):
-    """An object as the API shows it."""
+    """An object as the API shows it, read field by field from the domain object of the same
+    names (`from_domain`); `object` and other constants come from the model's defaults."""
 
-    model_config = ConfigDict(frozen=True)
+    model_config = ConfigDict(frozen=True, from_attributes=True)
+
+    @classmethod
+    def from_domain(cls, domain: object) -> Self:
+        return cls.model_validate(domain)
 
 
 def _not_blank(value: str) -> str:
@@ -190,6 +195,16 @@ def merge_metadata(
             "metadata", f"Invalid metadata: at most {METADATA_MAX_KEYS} keys in all."
         )
     return merged
+
+
+class CreateModel(InputModel):
+    """A create's body: its resource's fields and `metadata`, stored after Stripe's rules."""
+
+    metadata: MetadataInput | None = None
+
+    def stored_metadata(self) -> dict[str, str]:
+        """What a new object keeps: keys given `""` or null are simply left out."""
+        return merge_metadata({}, self.metadata or {})
 
 
 # --- money ---
@@ -297,6 +312,10 @@ class ListQuery(InputModel):
     limit: Limit = LIMIT_DEFAULT
     starting_after: Cursor | None = None
     ending_before: Cursor | None = None
+
+    def filters(self) -> dict[str, str]:
+        """The exact filters given, by name: the list's own partition (none here)."""
+        return {}
 
     @field_validator("ending_before")
     @classmethod

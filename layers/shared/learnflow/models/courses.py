@@ -6,10 +6,17 @@ from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Annotated, Any, ClassVar, Final, Literal
 
-from pydantic import StringConstraints, ValidationInfo, WithJsonSchema, field_validator
+from pydantic import (
+    AfterValidator,
+    StringConstraints,
+    ValidationInfo,
+    WithJsonSchema,
+    field_validator,
+)
 
 from learnflow import errors, money
 from learnflow.models.common import (
+    CreateModel,
     CurrencyCode,
     InputModel,
     ListEnvelope,
@@ -68,7 +75,7 @@ class Course:
         return replace(self, updated_at=other.updated_at, version=other.version) == other
 
 
-class CourseCreate(InputModel):
+class CourseCreate(CreateModel):
     """POST /courses: a new course, always created as a draft."""
 
     multiline_fields: ClassVar[frozenset[str]] = frozenset({"description"})
@@ -79,7 +86,6 @@ class CourseCreate(InputModel):
     price: Price
     category: Slug | None = None
     instructor_id: str | None = None
-    metadata: MetadataInput | None = None
 
     @field_validator("price")
     @classmethod
@@ -90,9 +96,6 @@ class CourseCreate(InputModel):
             if problem:
                 raise ValueError(problem)
         return money.normalize(value)
-
-    def stored_metadata(self) -> dict[str, str]:
-        return merge_metadata({}, self.metadata or {})
 
 
 _NOT_NULLABLE: Final = ("title", "description", "currency", "price", "status")
@@ -181,8 +184,12 @@ class CourseOut(OutputModel):
     category: str | None
     instructor: str | None
     instructor_id: str | None
-    # An exact JSON number on the wire (learnflow.jsonio), whatever pydantic would say of Decimal
-    price: Annotated[Decimal, WithJsonSchema({"type": "number", "examples": [49.99]})]
+    # An exact JSON number on the wire (learnflow.jsonio), in canonical form (`0.290` is 0.29)
+    price: Annotated[
+        Decimal,
+        AfterValidator(money.normalize),
+        WithJsonSchema({"type": "number", "examples": [49.99]}),
+    ]
     currency: str
     status: CourseStatus
     enrollment_count: int
@@ -190,25 +197,6 @@ class CourseOut(OutputModel):
     livemode: bool
     created_at: str
     updated_at: str
-
-    @classmethod
-    def from_domain(cls, course: Course) -> CourseOut:
-        return cls(
-            id=course.id,
-            title=course.title,
-            description=course.description,
-            category=course.category,
-            instructor=course.instructor,
-            instructor_id=course.instructor_id,
-            price=money.normalize(course.price),
-            currency=course.currency,
-            status=course.status,
-            enrollment_count=course.enrollment_count,
-            metadata=dict(course.metadata),
-            livemode=course.livemode,
-            created_at=course.created_at,
-            updated_at=course.updated_at,
-        )
 
 
 class CourseList(ListEnvelope[CourseOut]):

@@ -10,12 +10,11 @@ from pydantic import AfterValidator, StringConstraints
 
 from learnflow import ids
 from learnflow.models.common import (
+    CreateModel,
     InputModel,
     ListEnvelope,
     ListQuery,
-    MetadataInput,
     OutputModel,
-    merge_metadata,
 )
 
 EnrollmentStatus = Literal["active", "canceled"]
@@ -69,7 +68,7 @@ class Enrollment:
     canceled_by: str | None = None
 
 
-class EnrollmentCreate(InputModel):
+class EnrollmentCreate(CreateModel):
     """POST /enrollments: `payment_method_id` is required for a paid course and ignored for a
     free one."""
 
@@ -77,10 +76,6 @@ class EnrollmentCreate(InputModel):
     course_id: ObjectId
     payment_method_id: PaymentMethodId | None = None
     send_welcome_email: bool = False
-    metadata: MetadataInput | None = None
-
-    def stored_metadata(self) -> dict[str, str]:
-        return merge_metadata({}, self.metadata or {})
 
 
 class EnrollmentCancel(InputModel):
@@ -122,30 +117,6 @@ class EnrollmentOut(OutputModel):
     welcome_email: WelcomeEmail
     metadata: dict[str, str]
     livemode: bool
-
-    @classmethod
-    def from_domain(cls, enrollment: Enrollment) -> EnrollmentOut:
-        payment = enrollment.payment
-        return cls(
-            id=enrollment.id,
-            status=enrollment.status,
-            student_id=enrollment.student_id,
-            course_id=enrollment.course_id,
-            enrolled_at=enrollment.enrolled_at,
-            canceled_at=enrollment.canceled_at,
-            payment=None
-            if payment is None
-            else PaymentOut(
-                id=payment.id,
-                status=payment.status,
-                amount=payment.amount,
-                amount_refunded=payment.amount_refunded,
-                currency=payment.currency,
-            ),
-            welcome_email=enrollment.welcome_email,
-            metadata=dict(enrollment.metadata),
-            livemode=enrollment.livemode,
-        )
 
 
 class EnrollmentList(ListEnvelope[EnrollmentOut]):

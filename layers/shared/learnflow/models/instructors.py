@@ -8,14 +8,12 @@ from typing import Annotated, ClassVar, Final, Literal
 from pydantic import StringConstraints
 
 from learnflow.models.common import (
+    CreateModel,
     Email,
-    InputModel,
     ListEnvelope,
     ListQuery,
-    MetadataInput,
     NotBlank,
     OutputModel,
-    merge_metadata,
 )
 
 NAME_MAX_LENGTH: Final = 200
@@ -37,7 +35,7 @@ class Instructor:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-class InstructorCreate(InputModel):
+class InstructorCreate(CreateModel):
     """POST /instructors."""
 
     multiline_fields: ClassVar[frozenset[str]] = frozenset({"bio"})
@@ -45,10 +43,6 @@ class InstructorCreate(InputModel):
     name: Name
     email: Email | None = None
     bio: Bio | None = None
-    metadata: MetadataInput | None = None
-
-    def stored_metadata(self) -> dict[str, str]:
-        return merge_metadata({}, self.metadata or {})
 
 
 class InstructorListQuery(ListQuery):
@@ -64,18 +58,6 @@ class InstructorOut(OutputModel):
     metadata: dict[str, str]
     livemode: bool
     created_at: str
-
-    @classmethod
-    def from_domain(cls, instructor: Instructor) -> InstructorOut:
-        return cls(
-            id=instructor.id,
-            name=instructor.name,
-            email=instructor.email,
-            bio=instructor.bio,
-            metadata=dict(instructor.metadata),
-            livemode=instructor.livemode,
-            created_at=instructor.created_at,
-        )
 
 
 class InstructorList(ListEnvelope[InstructorOut]):

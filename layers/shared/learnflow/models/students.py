@@ -9,6 +9,7 @@ from pydantic import StringConstraints
 
 from learnflow.models.common import (
     EMAIL_MAX_LENGTH,
+    CreateModel,
     Email,
     InputModel,
     ListEnvelope,
@@ -42,15 +43,11 @@ class Student:
     metadata: dict[str, str] = field(default_factory=dict)
 
 
-class StudentCreate(InputModel):
+class StudentCreate(CreateModel):
     """POST /students: `email` unique per account and mode, case-insensitively."""
 
     email: Email
     name: Name
-    metadata: MetadataInput | None = None
-
-    def stored_metadata(self) -> dict[str, str]:
-        return merge_metadata({}, self.metadata or {})
 
 
 class StudentUpdate(InputModel):
@@ -92,17 +89,6 @@ class StudentOut(OutputModel):
     metadata: dict[str, str]
     livemode: bool
     created_at: str
-
-    @classmethod
-    def from_domain(cls, student: Student) -> StudentOut:
-        return cls(
-            id=student.id,
-            email=student.email,
-            name=student.name,
-            metadata=dict(student.metadata),
-            livemode=student.livemode,
-            created_at=student.created_at,
-        )
 
 
 class StudentList(ListEnvelope[StudentOut]):
