@@ -16,7 +16,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml | cksum | cut -d' ' -f1)
 SAM_STAMP := $(SAM_VENV)/.installed
 SRC := functions layers/shared cli tests bench loadtest
 
-.PHONY: help run test lint typecheck unit bench load build validate clean browser
+.PHONY: help run test lint typecheck unit bench load build validate clean browser deploy
 
 help:
 	@echo "make run    start the whole API locally on http://127.0.0.1:3000/v2 (ARGS='--port 3100 ...')"
@@ -25,6 +25,7 @@ help:
 	@echo "make bench  benchmarks"
 	@echo "make load   hostile load test with invariants (own stack, or ARGS='--keys-file keys.json')"
 	@echo "make build  sam build    make validate  sam validate (+ --lint)"
+	@echo "make deploy ENV=dev|prod  sam build, then sam deploy --config-env ENV (samconfig.toml; never in CI)"
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "need python3.11+ on PATH" >&2; exit 1; }
@@ -76,6 +77,19 @@ validate: $(SAM_STAMP)
 
 build: $(SAM_STAMP)
 	$(SAM_VENV)/bin/sam build
+
+# A person deploys, with their own AWS credentials: samconfig.toml holds the dev and prod
+# environments (stack, parameters); docs/operations.md says how to watch the canary and roll back.
+# CI never deploys (it has no credentials, and a merge is not a release). DRY_RUN=1 only prints.
+deploy:
+	@if [ -n "$$CI" ]; then \
+	  echo "make deploy does not run in CI: deploy from a workstation (docs/operations.md)" >&2; exit 1; fi
+	@case "$(ENV)" in dev|prod) ;; *) \
+	  echo "usage: make deploy ENV=dev or ENV=prod (the environments of samconfig.toml)" >&2; exit 1;; esac
+	@echo "$(SAM_VENV)/bin/sam build && $(SAM_VENV)/bin/sam deploy --config-env $(ENV)"
+	@if [ -z "$(DRY_RUN)" ]; then \
+	  $(MAKE) --no-print-directory $(SAM_STAMP) && \
+	  $(SAM_VENV)/bin/sam build && $(SAM_VENV)/bin/sam deploy --config-env $(ENV); fi
 
 clean:
 	rm -rf .aws-sam .mypy_cache .ruff_cache .pytest_cache

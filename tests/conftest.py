@@ -31,6 +31,7 @@ def pytest_configure(config: pytest.Config) -> None:
 
     install_bounds(Limits())
 
+
 FAKE_ENV = {
     "AWS_ACCESS_KEY_ID": "testing",
     "AWS_SECRET_ACCESS_KEY": "testing",

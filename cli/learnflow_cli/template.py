@@ -295,6 +295,17 @@ def routes(template: Mapping[str, Any]) -> list[Route]:
     return found
 
 
+def _function_of(arn: Any) -> str:
+    """The logical id of the function a FunctionArn names: `!GetAtt Fn.Arn`, or SAM's
+    `!Ref Fn.Alias` (the function's AutoPublishAlias, which the local stack runs as the function
+    itself: it has one version, the code on disk)."""
+    if isinstance(arn, dict) and "Fn::GetAtt" in arn:
+        return str(arn["Fn::GetAtt"][0])
+    if isinstance(arn, dict) and isinstance(arn.get("Ref"), str) and arn["Ref"].endswith(".Alias"):
+        return str(arn["Ref"]).removesuffix(".Alias")
+    raise ValueError(f"the authorizer's FunctionArn names no function of this template: {arn!r}")
+
+
 def authorizer(template: Mapping[str, Any]) -> Authorizer:
     """The API's default authorizer (a TOKEN authorizer backed by a function of this template)."""
     _, api = _one(template, _API)
@@ -303,7 +314,7 @@ def authorizer(template: Mapping[str, Any]) -> Authorizer:
     declared = auth["Authorizers"][name]
     if declared.get("FunctionPayloadType", "TOKEN") != "TOKEN":
         raise ValueError(f"authorizer {name} is not a TOKEN authorizer")
-    function_id = str(declared["FunctionArn"]["Fn::GetAtt"][0])
+    function_id = _function_of(declared["FunctionArn"])
     identity = declared.get("Identity", {})
     code_uri, module, attr = _handler(template, function_id)
     expression = identity.get("ValidationExpression")

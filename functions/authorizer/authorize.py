@@ -16,7 +16,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from learnflow import clients
 from learnflow.db.accounts import AccountRepository, ApiKey
 from learnflow.keys import hash_secret, key_type, parse_authorization
-from learnflow.observability import logger
+from learnflow.observability import instrument, logger, metrics
 
 # API Gateway answers 401 (its UNAUTHORIZED gateway response) exactly when a TOKEN authorizer
 # raises an error whose message is "Unauthorized"; a Deny policy would be a 403. Any other error
@@ -91,19 +91,25 @@ def authorize(event: dict[str, Any], now: float) -> dict[str, Any]:
 
 
 @logger.inject_lambda_context
+@instrument()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     try:
         return authorize(event, time.time())
     except _RefusedError as refusal:
         logger.info("unauthorized", extra={"reason": str(refusal)})
+        reason = str(refusal)
     except (ClientError, BotoCoreError):
         # The key store could not be read (an error, a throttle, a timeout): we cannot tell
         # whether the key is good, so the answer is "retry" (503), never "your key is bad" (401).
         # The log formatter scrubs any key from the traceback.
         logger.exception("authorizer could not read the key store")
+        # Its own reason: the alarm on this one means "keys cannot be checked", not "bad keys".
+        metrics.add("AuthorizerRefusals", reason="key_store_unavailable")
         raise Exception(UNAVAILABLE) from None
     except Exception:
         # Anything else (a malformed event, an item that is not a key) says nothing good about
         # the request: it is refused like an unknown key.
         logger.exception("authorizer refused an unreadable request")
+        reason = "unreadable_request"
+    metrics.add("AuthorizerRefusals", reason=reason)
     raise Exception(UNAUTHORIZED)

@@ -4,7 +4,8 @@
 # requested. Failures are reported per record (ReportBatchItemFailures), but Lambda then resumes
 # from the lowest failed sequence number, so records after it come again, and stream delivery is
 # at-least-once anyway: `welcome` claims each enrollment's mail so a redelivery does not resend.
-# Exhausted retries land in the DLQ.
+# Records that still fail after their retries are written whole to the failure bucket (S3), from
+# which `learnflow welcome resend` sends them again (docs/operations.md).
 
 from typing import Any
 
@@ -19,7 +20,7 @@ from aws_lambda_powertools.utilities.data_classes.dynamo_db_stream_event import 
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from learnflow.notifications import welcome
-from learnflow.observability import logger
+from learnflow.observability import instrument, logger
 
 processor = BatchProcessor(event_type=EventType.DynamoDBStreams)
 
@@ -30,6 +31,7 @@ def record_handler(record: DynamoDBRecord, lambda_context: LambdaContext) -> Non
 
 
 @logger.inject_lambda_context
+@instrument()
 def lambda_handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     return dict(
         process_partial_response(

@@ -153,7 +153,7 @@ def test_the_readme_walkthrough_through_the_generated_client(
         generated.api("courses", "update_course").sync_detailed(
             course.id,
             client=client,
-            body=models.CourseUpdate(status=models.CourseUpdateStatusType0.PUBLISHED),
+            body=models.CourseUpdate(status=models.CourseUpdateStatus.PUBLISHED),
         ),
         200,
     )

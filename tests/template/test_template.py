@@ -5,7 +5,6 @@ from __future__ import annotations
 import ast
 import json
 import re
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from learnflow_cli.template import (
     table_definition,
     usage_plans,
 )
+from tests.support.sam import actions, resources, role_statements, translated
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "events"
@@ -106,6 +106,7 @@ GATEWAY_RESPONSES = {
     "BAD_REQUEST_BODY": (400, "invalid_request_error", "invalid_json"),
     "DEFAULT_4XX": (None, "invalid_request_error", None),
     "DEFAULT_5XX": (None, "api_error", None),
+    "WAF_FILTERED": (403, "permission_error", "request_blocked"),
 }
 
 ID_PREFIX = {
@@ -123,7 +124,6 @@ AUTHORIZER_CONTEXT = {
     "key_kind",
     "permissions",
 }
-WRITE_ACTIONS = {"dynamodb:PutItem", "dynamodb:DeleteItem", "dynamodb:BatchWriteItem"}
 
 
 def _id_pattern(prefix: str) -> re.Pattern[str]:
@@ -139,27 +139,13 @@ def template() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def transformed() -> Iterator[dict[str, Any]]:
+def transformed() -> dict[str, Any]:
     """What CloudFormation receives after SAM's transform (the translator `sam deploy` runs)."""
-    from samtranslator.translator.transform import transform  # noqa: PLC0415 - slow import
-
-    class NoManagedPolicies:
-        def load(self) -> dict[str, str]:
-            return {}
-
-    sam = load_template()
-    for resource in sam["Resources"].values():
-        properties = resource.get("Properties", {})
-        for name in ("CodeUri", "ContentUri"):
-            if isinstance(properties.get(name), str):
-                properties[name] = "s3://bucket/key"
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
-        yield transform(sam, {}, NoManagedPolicies())
+    return translated()
 
 
-def _resources(cfn: dict[str, Any], resource_type: str) -> dict[str, dict[str, Any]]:
-    return {k: v for k, v in cfn["Resources"].items() if v["Type"] == resource_type}
+_resources = resources
+_actions = actions
 
 
 def _api_body(transformed: dict[str, Any]) -> dict[str, Any]:
@@ -169,14 +155,7 @@ def _api_body(transformed: dict[str, Any]) -> dict[str, Any]:
 
 
 def _statements(transformed: dict[str, Any], function_id: str) -> list[dict[str, Any]]:
-    role_id = transformed["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
-    policies = transformed["Resources"][role_id]["Properties"].get("Policies", [])
-    return [s for p in policies for s in p["PolicyDocument"]["Statement"]]
-
-
-def _actions(statement: dict[str, Any]) -> set[str]:
-    action = statement["Action"]
-    return {action} if isinstance(action, str) else set(action)
+    return role_statements(transformed, function_id)
 
 
 def _matches(pattern: dict[str, Any], value: Any) -> bool:
@@ -230,8 +209,9 @@ def test_authorizer_is_a_token_authorizer_on_authorization_with_a_short_cache(
     assert extension["type"] == "token"
     assert (scheme["in"], scheme["name"]) == ("header", "Authorization")
     assert 0 < extension["authorizerResultTtlInSeconds"] <= 60
+    # Through its alias, so the authorizer deploys through a canary like every route.
     assert extension["authorizerUri"]["Fn::Sub"][1]["__FunctionArn__"] == {
-        "Fn::GetAtt": ["AuthorizerFunction", "Arn"]
+        "Ref": "AuthorizerFunctionAliaslive"
     }
     assert extension["identityValidationExpression"] == (authorizer(template).validation_expression)
 
@@ -417,6 +397,7 @@ def test_table_has_keys_indexes_ttl_stream_recovery_and_encryption(
     assert properties["StreamSpecification"] == {"StreamViewType": "NEW_AND_OLD_IMAGES"}
     assert properties["PointInTimeRecoverySpecification"] == {"PointInTimeRecoveryEnabled": True}
     assert properties["SSESpecification"] == {"SSEEnabled": True}
+    assert properties["DeletionProtectionEnabled"] is True
 
 
 def test_table_definition_creates_the_same_table_through_boto3(
@@ -535,41 +516,144 @@ def test_layer_is_built_for_arm64_python313(template: dict[str, Any]) -> None:
     assert layer["Metadata"] == {"BuildMethod": "python3.13", "BuildArchitecture": "arm64"}
 
 
+# ---------------------------------------------------------------------------- least privilege
+
+# What each function may do to the table, by the key prefix it owns (dynamodb:LeadingKeys):
+# tenant data T#<acct>#<mode>#… (objects, counters, uniqueness and pair items), rate windows RL#…,
+# idempotency records IDEM#…, welcome claims WELCOME#…, API keys KEY#…. Nobody but the CLI
+# touches accounts (ACCT#…) or key pointers (KEYID#…). tests/integration/test_least_privilege.py
+# runs each function's paths and proves this is what they use, all of it and nothing more.
+T, RL, IDEM, WELCOME, KEY = "T#*", "RL#*", "IDEM#*", "WELCOME#*", "KEY#*"
+ROUTED = {RL: {"UpdateItem"}}  # every authenticated request counts against the limit
+WRITER = {RL: {"UpdateItem"}, IDEM: {"PutItem", "UpdateItem"}}  # and a POST/PATCH claims its key
+NEEDS: dict[str, dict[str, set[str]]] = {
+    "AuthorizerFunction": {KEY: {"GetItem"}},
+    "ListCoursesFunction": {**ROUTED, T: {"BatchGetItem", "Query"}},
+    "CreateCourseFunction": {**WRITER, T: {"GetItem", "PutItem", "UpdateItem"}},
+    "GetCourseFunction": {**ROUTED, T: {"GetItem"}},
+    "UpdateCourseFunction": {**WRITER, T: {"GetItem", "UpdateItem"}},
+    "ListInstructorsFunction": {**ROUTED, T: {"BatchGetItem", "Query"}},
+    "CreateInstructorFunction": {**WRITER, T: {"PutItem", "UpdateItem"}},
+    "GetInstructorFunction": {**ROUTED, T: {"GetItem"}},
+    "ListStudentsFunction": {**ROUTED, T: {"GetItem", "BatchGetItem", "Query"}},
+    "CreateStudentFunction": {**WRITER, T: {"PutItem", "UpdateItem"}},
+    "GetStudentFunction": {**ROUTED, T: {"GetItem"}},
+    "UpdateStudentFunction": {**WRITER, T: {"GetItem", "PutItem", "UpdateItem", "DeleteItem"}},
+    "ListEnrollmentsFunction": {**ROUTED, T: {"BatchGetItem", "Query"}},
+    "CreateEnrollmentFunction": {
+        **WRITER,
+        T: {"GetItem", "BatchGetItem", "PutItem", "UpdateItem", "DeleteItem"},
+    },
+    "GetEnrollmentFunction": {**ROUTED, T: {"GetItem"}},
+    "CancelEnrollmentFunction": {**WRITER, T: {"GetItem", "PutItem", "UpdateItem", "DeleteItem"}},
+    "GetOpenApiFunction": {},
+    "GetDocsFunction": {},
+    "SendWelcomeEmailFunction": {
+        T: {"BatchGetItem"},  # the student and the course, to compose the mail
+        WELCOME: {"GetItem", "PutItem", "UpdateItem", "DeleteItem"},
+    },
+}
+# The indexes each function's Query may read (the table itself always).
+QUERY_INDEXES = {
+    "ListCoursesFunction": {"GSI1", "GSI2", "GSI3"},
+    "ListEnrollmentsFunction": {f"GSI{n}" for n in range(1, 8)},
+}
+TABLE_ARN = {"Fn::GetAtt": ["Table", "Arn"]}
+
+
+def _grants(statements: list[dict[str, Any]]) -> dict[str, set[str]]:
+    """DynamoDB statements as prefix → actions, insisting that each names exactly one prefix."""
+    found: dict[str, set[str]] = {}
+    for statement in statements:
+        table_actions = {a for a in _actions(statement) if a.startswith("dynamodb:")}
+        if not table_actions:
+            continue
+        assert table_actions == _actions(statement), statement  # no mixed statements
+        assert statement["Effect"] == "Allow"
+        condition = statement["Condition"]
+        assert list(condition) == ["ForAllValues:StringLike"], statement
+        (prefix,) = condition["ForAllValues:StringLike"]["dynamodb:LeadingKeys"]
+        found.setdefault(prefix, set()).update(a.removeprefix("dynamodb:") for a in table_actions)
+    return found
+
+
+def test_every_function_has_its_needs(transformed: dict[str, Any]) -> None:
+    assert set(_resources(transformed, "AWS::Lambda::Function")) == set(NEEDS)
+
+
+@pytest.mark.parametrize("function_id", sorted(NEEDS))
+def test_function_gets_exactly_the_table_access_it_needs(
+    transformed: dict[str, Any], function_id: str
+) -> None:
+    statements = _statements(transformed, function_id)
+    table_statements = [
+        s for s in statements if any(a.startswith("dynamodb:") for a in _actions(s))
+    ]
+
+    assert _grants(statements) == NEEDS[function_id]
+    for statement in table_statements:
+        resources = (
+            statement["Resource"]
+            if isinstance(statement["Resource"], list)
+            else [statement["Resource"]]
+        )
+        if _actions(statement) == {"dynamodb:Query"}:
+            indexes = {r["Fn::Sub"].removeprefix("${Table.Arn}/index/") for r in resources[1:]}
+            assert resources[0] == TABLE_ARN
+            assert indexes == QUERY_INDEXES.get(function_id, set())
+        else:  # items are read and written on the table, never "*"
+            assert resources == [TABLE_ARN], statement
+
+
+@pytest.mark.parametrize("function_id", sorted(NEEDS))
+def test_no_statement_of_ours_grants_every_resource(
+    transformed: dict[str, Any], function_id: str
+) -> None:
+    for statement in _statements(transformed, function_id):
+        resources = statement["Resource"]
+        assert resources != "*"
+        assert "*" not in (resources if isinstance(resources, list) else [])
+
+
+def test_rate_limit_and_idempotency_statements_are_declared_once(
+    transformed: dict[str, Any],
+) -> None:
+    attached: dict[str, set[str]] = {"RateLimitPolicy": set(), "IdempotencyPolicy": set()}
+    inline_rate_limits = 0
+    for function_id in NEEDS:
+        role_id = transformed["Resources"][function_id]["Properties"]["Role"]["Fn::GetAtt"][0]
+        role = transformed["Resources"][role_id]["Properties"]
+        for arn in role.get("ManagedPolicyArns", []):
+            if isinstance(arn, dict) and arn.get("Ref") in attached:
+                attached[arn["Ref"]].add(function_id)
+        for policy in role.get("Policies", []):
+            for statement in policy["PolicyDocument"]["Statement"]:
+                inline_rate_limits += RL in json.dumps(statement.get("Condition", {}))
+    authenticated = {fid for fid, _, path, *_ in EXPECTED_ROUTES if path not in PUBLIC_PATHS}
+    writers = {fid for fid, method, *_ in EXPECTED_ROUTES if method in ("POST", "PATCH")}
+
+    assert inline_rate_limits == 0
+    assert attached == {"RateLimitPolicy": authenticated, "IdempotencyPolicy": writers}
+    for policy_id in attached:
+        assert transformed["Resources"][policy_id]["Type"] == "AWS::IAM::ManagedPolicy"
+
+
 @pytest.mark.parametrize(("function_id", "kind"), [(row[0], row[5]) for row in EXPECTED_ROUTES])
-def test_route_function_gets_only_the_table_access_it_needs(
+def test_only_the_paying_functions_read_stripes_secrets(
     transformed: dict[str, Any], function_id: str, kind: str
 ) -> None:
     statements = _statements(transformed, function_id)
-    actions = set().union(*(_actions(s) for s in statements)) if statements else set()
-    rate_limit = [s for s in statements if _actions(s) == {"dynamodb:UpdateItem"}]
     ssm = [s for s in statements if "ssm:GetParameter" in _actions(s)]
 
-    if kind == PUBLIC:
-        assert not any(action.startswith("dynamodb:") for action in actions)
-    elif kind == READ:
-        assert "dynamodb:Query" in actions
-        assert not actions & WRITE_ACTIONS
-        # UpdateItem only on the rate-limit windows
-        assert len(rate_limit) == 1
-        assert rate_limit[0]["Condition"] == {
-            "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["RL#*"]}
-        }
-        assert sum("dynamodb:UpdateItem" in _actions(s) for s in statements) == 1
-    else:
-        assert {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:ConditionCheckItem"} <= actions
     assert bool(ssm) is (kind == STRIPE)
-    if ssm:  # both of Stripe's secrets, test and live, and nothing else
-        assert sorted(s["Resource"]["Fn::Sub"][1]["parameterName"]["Ref"] for s in ssm) == [
-            "StripeLiveSecretParameterName",
-            "StripeTestSecretParameterName",
+    if ssm:  # both of Stripe's secrets, test and live, GetParameter only
+        (statement,) = ssm
+        assert _actions(statement) == {"ssm:GetParameter"}
+        prefix = "arn:${AWS::Partition}:ssm:${AWS::Region}:${AWS::AccountId}:parameter"
+        assert statement["Resource"] == [
+            {"Fn::Sub": prefix + "${StripeTestSecretParameterName}"},
+            {"Fn::Sub": prefix + "${StripeLiveSecretParameterName}"},
         ]
-
-
-def test_authorizer_function_may_only_get_items(transformed: dict[str, Any]) -> None:
-    statements = _statements(transformed, "AuthorizerFunction")
-
-    assert [_actions(s) for s in statements] == [{"dynamodb:GetItem"}]
-    assert statements[0]["Resource"] == {"Fn::GetAtt": ["Table", "Arn"]}
 
 
 def test_welcome_email_function_reads_the_stream_of_new_active_enrollments(
@@ -578,28 +662,57 @@ def test_welcome_email_function_reads_the_stream_of_new_active_enrollments(
     (mapping,) = _resources(transformed, "AWS::Lambda::EventSourceMapping").values()
     properties = mapping["Properties"]
     statements = _statements(transformed, "SendWelcomeEmailFunction")
-    actions = set().union(*(_actions(s) for s in statements))
+    granted = set().union(*(_actions(s) for s in statements))
+    s3 = {
+        json.dumps(s["Resource"], sort_keys=True): _actions(s)
+        for s in statements
+        if any(a.startswith("s3:") for a in _actions(s))
+    }
+    bucket = {"Fn::GetAtt": ["WelcomeFailureBucket", "Arn"]}
 
-    assert properties["FunctionName"] == {"Ref": "SendWelcomeEmailFunction"}
+    # Through the alias: a stream record reaches the version the canary says.
+    assert properties["FunctionName"] == {"Ref": "SendWelcomeEmailFunctionAliaslive"}
     assert properties["EventSourceArn"] == {"Fn::GetAtt": ["Table", "StreamArn"]}
     assert properties["StartingPosition"] == "LATEST"
     assert properties["BatchSize"] == 10
     assert properties["MaximumRetryAttempts"] == 3
     assert properties["BisectBatchOnFunctionError"] is True
     assert properties["FunctionResponseTypes"] == ["ReportBatchItemFailures"]
-    assert properties["DestinationConfig"]["OnFailure"]["Destination"] == {
-        "Fn::GetAtt": ["WelcomeEmailDLQ", "Arn"]
+    # Failed records are kept whole in S3 (SQS and SNS would get sequence numbers only).
+    assert properties["DestinationConfig"] == {"OnFailure": {"Destination": bucket}}
+    assert properties["MetricsConfig"] == {"Metrics": ["EventCount"]}
+    assert {"ses:SendEmail", "ses:SendRawEmail"} <= granted
+    assert s3 == {
+        json.dumps({"Fn::Join": ["/", [bucket, "*"]]}, sort_keys=True): {"s3:PutObject"},
+        json.dumps(bucket, sort_keys=True): {"s3:ListBucket"},
     }
-    assert transformed["Resources"]["WelcomeEmailDLQ"]["Type"] == "AWS::SQS::Queue"
-    assert {"ses:SendEmail", "sqs:SendMessage*", "dynamodb:GetItem"} <= actions
-    # It writes only its own once-only claims (WELCOME#…), never customer data.
-    writes = [s for s in statements if _actions(s) & (WRITE_ACTIONS | {"dynamodb:UpdateItem"})]
-    assert [_actions(s) for s in writes] == [
-        {"dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem"}
-    ]
-    assert writes[0]["Condition"] == {
-        "ForAllValues:StringLike": {"dynamodb:LeadingKeys": ["WELCOME#*"]}
+    assert not any(a.startswith("sqs:") for a in granted)
+
+
+def test_failure_bucket_is_private_encrypted_tls_only_and_forgets(
+    transformed: dict[str, Any],
+) -> None:
+    bucket = transformed["Resources"]["WelcomeFailureBucket"]
+    properties = bucket["Properties"]
+    (policy,) = _resources(transformed, "AWS::S3::BucketPolicy").values()
+    (statement,) = policy["Properties"]["PolicyDocument"]["Statement"]
+    (rule,) = properties["LifecycleConfiguration"]["Rules"]
+
+    assert bucket["Type"] == "AWS::S3::Bucket"
+    assert (bucket["DeletionPolicy"], bucket["UpdateReplacePolicy"]) == ("Retain", "Retain")
+    assert properties["PublicAccessBlockConfiguration"] == dict.fromkeys(
+        ("BlockPublicAcls", "BlockPublicPolicy", "IgnorePublicAcls", "RestrictPublicBuckets"), True
+    )
+    assert properties["OwnershipControls"] == {
+        "Rules": [{"ObjectOwnership": "BucketOwnerEnforced"}]
     }
+    (encryption,) = properties["BucketEncryption"]["ServerSideEncryptionConfiguration"]
+    assert encryption["ServerSideEncryptionByDefault"]["SSEAlgorithm"] in ("AES256", "aws:kms")
+    assert rule["Status"] == "Enabled"
+    assert 0 < rule["ExpirationInDays"] <= 90
+    assert policy["Properties"]["Bucket"] == {"Ref": "WelcomeFailureBucket"}
+    assert (statement["Effect"], statement["Action"]) == ("Deny", "s3:*")
+    assert statement["Condition"] == {"Bool": {"aws:SecureTransport": "false"}}
 
 
 def test_stream_filter_passes_the_sample_insert_and_nothing_else(template: dict[str, Any]) -> None:
@@ -641,8 +754,13 @@ def test_stream_filter_passes_the_sample_insert_and_nothing_else(template: dict[
 def test_outputs_name_the_api_table_and_usage_plans(template: dict[str, Any]) -> None:
     outputs = template["Outputs"]
 
+    # The custom domain when there is one (the execute-api URL is then switched off).
     assert outputs["ApiUrl"]["Value"] == {
-        "Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v2"
+        "Fn::If": [
+            "HasCustomDomain",
+            {"Fn::Sub": "https://${DomainName}/v2"},
+            {"Fn::Sub": "https://${Api}.execute-api.${AWS::Region}.${AWS::URLSuffix}/v2"},
+        ]
     }
     assert outputs["ApiId"]["Value"] == {"Ref": "Api"}
     assert outputs["TableName"]["Value"] == {"Ref": "Table"}

@@ -359,12 +359,56 @@ def list_keys(*, account_id: str, table: str | None, stack: str | None, as_json:
 
 @keys.command("revoke")
 @click.argument("key_id", metavar="KEY_ID")
+@click.option(
+    "--flush-cache",
+    is_flag=True,
+    help="Also flush API Gateway's authorizer cache, so the key stops working at once.",
+)
+@click.option(
+    "--api-id",
+    metavar="ID",
+    help="The REST API whose cache --flush-cache flushes (default: the --stack's ApiId).",
+)
 @_target_options
-def revoke_key(*, key_id: str, table: str | None, stack: str | None, as_json: bool) -> None:
-    """Revoke a key (API Gateway may honour a cached answer for up to 60 s)."""
+def revoke_key(
+    *,
+    key_id: str,
+    flush_cache: bool,
+    api_id: str | None,
+    table: str | None,
+    stack: str | None,
+    as_json: bool,
+) -> None:
+    """Revoke a key (API Gateway may honour a cached answer for up to 60 s: --flush-cache)."""
     with _clean_errors(as_json):
         key = _admin(table, stack).revoke_key(key_id)
-    _emit(key, as_json, lambda: click.echo(f"Revoked {_describe(key)}"))
+        flushed = _flush_authorizer_cache(api_id, stack) if flush_cache else None
+    if flushed:
+        key = {**key, "authorizer_cache_flushed": flushed}
+
+    def human() -> None:
+        click.echo(f"Revoked {_describe(key)}")
+        if flushed:
+            click.echo(f"  flushed the authorizer cache of API {flushed} (stage {STAGE})")
+        else:
+            click.echo("  API Gateway may accept it for up to 60 s more (--flush-cache: at once)")
+
+    _emit(key, as_json, human)
+
+
+STAGE = "v2"
+
+
+def _flush_authorizer_cache(api_id: str | None, stack: str | None) -> str:
+    """Forget every cached authorizer decision of the stage, so the next request of every key
+    runs the authorizer again (which now refuses the revoked one). Cached decisions of other
+    keys are rebuilt on their next request: a brief rise in authorizer calls, nothing more."""
+    session = _session()
+    api = api_id or (_stack_outputs(session, stack).get(_OUTPUTS["api"]) if stack else None)
+    if not api:
+        raise AdminError("--flush-cache needs the API: give --api-id or --stack")
+    session.client("apigateway").flush_stage_authorizers_cache(restApiId=api, stageName=STAGE)
+    return api
 
 
 @keys.command("roll")

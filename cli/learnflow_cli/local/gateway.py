@@ -57,6 +57,10 @@ RUNTIME_PRELOAD = (
     "aws_lambda_powertools.utilities.typing",
     "aws_lambda_powertools.utilities.batch",
     "aws_lambda_powertools.utilities.data_classes",
+    # Powertools' Tracer imports the X-Ray SDK, which builds a botocore client as it loads.
+    "aws_xray_sdk.core",
+    "aws_lambda_powertools.tracing",
+    "aws_lambda_powertools.metrics",
     "stripe",
 )
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit

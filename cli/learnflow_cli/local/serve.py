@@ -353,6 +353,9 @@ class _Starter:
             **stripe_environment(stripe_base, stripe_secrets),
             # X-Ray has no daemon here; Powertools' tracer would only complain.
             "POWERTOOLS_TRACE_DISABLED": "true",
+            # CloudWatch reads metrics from the log stream (EMF); here they would only be JSON
+            # lines burying the console's one line per request.
+            "POWERTOOLS_METRICS_DISABLED": "true",
         }
         overrides = {
             # The console shows one line per request; the functions' own INFO lines would bury

@@ -32,7 +32,7 @@ from pydantic import BaseModel, ValidationError
 
 from learnflow import errors, idempotency, ids, permissions
 from learnflow.jsonio import dumps, loads_object
-from learnflow.observability import logger
+from learnflow.observability import instrument, logger, metrics, status_class
 from learnflow.ratelimit import Allowance, Limiter
 from learnflow.tenancy import Mode, Tenant
 
@@ -153,6 +153,9 @@ class App(APIGatewayRestResolver):
         self.creates = creates
         self.answers = answers
         self._parsed: tuple[str, dict[str, Any]] | None = None
+        # Every route's Lambda enters here: its trace subsegment and metrics come with it, so no
+        # handler file has to carry them.
+        self._observed = instrument()(self._answer)
         self.exception_handler(errors.AppError)(self._app_error)
         self.exception_handler(RequestValidationError)(self._validation_error)
         self.exception_handler(PowertoolsNotFound)(self._route_not_found)
@@ -161,6 +164,21 @@ class App(APIGatewayRestResolver):
     # --- the request's pipeline ---
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        result: dict[str, Any] = self._observed(event, context)
+        return result
+
+    def _answer(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
+        """The answer, counted by route and status class (`Requests`)."""
+        result = self._pipeline(event, context)
+        route = f"{str(event.get('httpMethod', '')).upper()} {event.get('resource', '')}"
+        try:
+            status = int(result.get("statusCode", 500))
+        except (TypeError, ValueError):
+            status = 500
+        metrics.add("Requests", route=route, status_class=status_class(status))
+        return result
+
+    def _pipeline(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
         request_id = str((event.get("requestContext") or {}).get("requestId", ""))
         event = _normalise(event)
         extra_headers: dict[str, str] = {}
@@ -196,7 +214,11 @@ class App(APIGatewayRestResolver):
                 "Give one Authorization header, not several.", code="api_key_invalid"
             )
         if self._limiter is not None:
-            allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
+            try:
+                allowance: Allowance = self._limiter().hit(caller.tenant, caller.rate_limit)
+            except errors.RateLimitError:
+                metrics.add("RateLimitRefusals", plan=caller.plan or "unknown")
+                raise
             extra_headers.update(allowance.headers())
         if self.permission and not caller.can(self.permission):
             raise errors.PermissionDeniedError(

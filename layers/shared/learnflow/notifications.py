@@ -34,7 +34,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 from learnflow import clients
 from learnflow.config import get_settings
 from learnflow.db import keys
-from learnflow.observability import logger
+from learnflow.observability import logger, metrics
 from learnflow.tenancy import Tenant
 
 if TYPE_CHECKING:
@@ -156,6 +156,12 @@ def welcome(image: Mapping[str, Any], *, lease_seconds: float | None = None) -> 
     invocation takes the claim over before then. Raises `RetryableError` (and lets AWS errors
     through) when the record must be delivered again; returns what was done otherwise.
     """
+    outcome = _welcome(image, lease_seconds)
+    metrics.add("WelcomeEmails", outcome=outcome)
+    return outcome
+
+
+def _welcome(image: Mapping[str, Any], lease_seconds: float | None) -> Outcome:
     if image.get(keys.TYPE_ATTRIBUTE) != "enrollment" or image.get("welcome_email") != "requested":
         return "not_requested"  # the stream filter should have dropped it; never mail unasked
     tenant = Tenant(account_id=str(image["account_id"]), mode=image["mode"])

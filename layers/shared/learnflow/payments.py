@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Final, Literal, Protocol
 
 from learnflow import errors
 from learnflow.config import get_settings
+from learnflow.observability import trace_requests
 from learnflow.tenancy import Mode
 
 if TYPE_CHECKING:
@@ -231,6 +232,7 @@ def gateway(mode: Mode) -> PaymentGateway:
 
     settings = get_settings()
     secret = _secret(mode)
+    trace_requests()  # every Stripe call an X-Ray subsegment (a no-op where tracing is off)
     with _lock:  # the SDK's client construction is not documented as thread-safe
         client = stripe.StripeClient(
             secret,

@@ -30,6 +30,7 @@ from learnflow.db.enrollments import Draft, EnrollmentRepository, Pair
 from learnflow.jsonio import iso
 from learnflow.models.courses import Course
 from learnflow.models.enrollments import Enrollment, EnrollmentCancel, EnrollmentCreate, Payment
+from learnflow.observability import NONE, metrics
 from learnflow.payments import (
     ChargeRequest,
     PaymentDeclinedError,
@@ -213,7 +214,11 @@ class EnrollmentService:
                 )
             if charged.status != "succeeded":
                 raise PaymentUnavailableError("The payment is still processing.", status=503)
-        except (PaymentDeclinedError, PaymentRejectedError):
+        except PaymentDeclinedError:
+            metrics.add("PaymentsDeclined", mode=tenant.mode)
+            repository.release_pair(tenant, draft)
+            raise
+        except PaymentRejectedError:
             repository.release_pair(tenant, draft)
             raise
         except PaymentUnavailableError:
@@ -230,6 +235,12 @@ class EnrollmentService:
     def _commit(self, tenant: Tenant, enrollment: Enrollment) -> Enrollment | None:
         outcome = self._repository.commit(tenant, enrollment)
         if outcome == "committed":
+            # Counted here, where each enrollment is written exactly once, not at the charge,
+            # which a retry replays (Stripe answers the same PaymentIntent again).
+            metrics.add("EnrollmentsCreated", mode=tenant.mode)
+            if enrollment.payment is not None:
+                payment = enrollment.payment
+                _count_money("AmountCharged", tenant, payment.amount, payment.currency)
             return enrollment
         if outcome == "exists":
             return self._repository.get(tenant, enrollment.id)
@@ -269,7 +280,10 @@ class EnrollmentService:
         after = replace(
             current, status="canceled", canceled_at=_now(), payment=payment, canceled_by=token
         )
+        refunded = payment is not None and payment is not current.payment
         if repository.cancel(tenant, current, after):
+            if refunded and payment is not None:
+                _count_money("AmountRefunded", tenant, payment.amount_refunded, payment.currency)
             return after
         # Cancelled meanwhile by another request: keep the refund this one made, then say so.
         now = repository.get(tenant, enrollment_id)
@@ -277,6 +291,7 @@ class EnrollmentService:
             return now
         if payment is not None and payment != now.payment and payment.status == "refunded":
             repository.record_payment(tenant, enrollment_id, payment)
+            _count_money("AmountRefunded", tenant, payment.amount_refunded, payment.currency)
         raise _already_canceled(now.id)
 
     def _refund(self, tenant: Tenant, enrollment: Enrollment, payment: Payment) -> Payment:
@@ -289,6 +304,12 @@ class EnrollmentService:
         except PaymentRejectedError as error:
             raise rejected(error) from None
         return replace(payment, status="refunded", amount_refunded=refunded.amount)
+
+
+def _count_money(name: str, tenant: Tenant, amount: int, currency: str) -> None:
+    """An amount in minor units (4999 for 49.99 USD), by currency and mode: test-mode money is
+    not money, and amounts in different currencies do not add up."""
+    metrics.add(name, amount, NONE, currency=currency.lower(), mode=tenant.mode)
 
 
 def _already_enrolled() -> errors.ConflictError:
