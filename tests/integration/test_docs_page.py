@@ -73,8 +73,13 @@ class _Page(HTMLParser):
 
 
 def _headers(result: dict[str, Any]) -> dict[str, str]:
-    # Powertools' REST resolver answers with multiValueHeaders.
-    return {name: values[-1] for name, values in result["multiValueHeaders"].items()}
+    # A proxy response may use either header map (Powertools fills multiValueHeaders; errors
+    # answered by the pipeline, headers): API Gateway merges them.
+    found = dict(result.get("headers") or {})
+    found.update(
+        {name: values[-1] for name, values in (result.get("multiValueHeaders") or {}).items()}
+    )
+    return found
 
 
 def _call(load_event: Callable[..., dict[str, Any]], method: str = "GET") -> dict[str, Any]:
