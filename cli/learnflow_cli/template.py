@@ -83,6 +83,21 @@ def load_template(path: Path | None = None) -> dict[str, Any]:
 
 
 @dataclass(frozen=True, slots=True)
+class Function:
+    """One AWS::Serverless::Function, `Globals` merged in (the function's own settings win)."""
+
+    function_id: str
+    code_uri: str  # as declared, relative to the template: functions/courses/
+    module: str  # list_courses
+    handler_attr: str  # lambda_handler
+    runtime: str
+    memory_mb: int
+    timeout: float  # seconds
+    layers: list[Any]  # Globals' layers, then the function's own; unresolved (!Ref or an ARN)
+    environment: dict[str, Any]  # Globals' variables, then the function's; intrinsics unresolved
+
+
+@dataclass(frozen=True, slots=True)
 class Route:
     """One method of the REST API and the function behind it."""
 
@@ -238,30 +253,72 @@ def _one(template: Mapping[str, Any], resource_type: str) -> tuple[str, dict[str
 
 
 def _globals(template: Mapping[str, Any]) -> dict[str, Any]:
-    return cast("dict[str, Any]", template.get("Globals", {}).get("Function", {}))
+    return cast("dict[str, Any]", (template.get("Globals") or {}).get("Function") or {})
 
 
-def _function_property(template: Mapping[str, Any], function_id: str, name: str) -> Any:
-    properties = template["Resources"][function_id].get("Properties", {})
-    return properties.get(name, _globals(template).get(name))
+def _properties(body: Mapping[str, Any]) -> dict[str, Any]:
+    return cast("dict[str, Any]", body.get("Properties") or {})
 
 
-def _environment(template: Mapping[str, Any], function_id: str) -> dict[str, Any]:
-    merged = dict(_globals(template).get("Environment", {}).get("Variables", {}))
-    properties = template["Resources"][function_id].get("Properties", {})
-    merged.update(properties.get("Environment", {}).get("Variables", {}))
-    return merged
+def _variables(settings: Mapping[str, Any]) -> dict[str, Any]:
+    return dict((settings.get("Environment") or {}).get("Variables") or {})
 
 
-def _handler(template: Mapping[str, Any], function_id: str) -> tuple[str, str, str]:
-    code_uri = str(_function_property(template, function_id, "CodeUri"))
-    module, _, attr = str(_function_property(template, function_id, "Handler")).rpartition(".")
-    return code_uri, module, attr
+def function(template: Mapping[str, Any], function_id: str) -> Function:
+    """The function `function_id` as Lambda runs it: the one place `Globals` is merged in."""
+    globals_ = _globals(template)
+    properties = _properties(template["Resources"][function_id])
+
+    def setting(name: str, default: Any) -> Any:
+        return properties.get(name, globals_.get(name, default))
+
+    module, _, attr = str(setting("Handler", "")).rpartition(".")
+    return Function(
+        function_id=function_id,
+        code_uri=str(setting("CodeUri", ".")),
+        module=module,
+        handler_attr=attr,
+        runtime=str(setting("Runtime", "python3.13")),
+        memory_mb=int(setting("MemorySize", 128)),  # SAM's defaults
+        timeout=float(setting("Timeout", 3)),
+        layers=[*(globals_.get("Layers") or []), *(properties.get("Layers") or [])],
+        environment={**_variables(globals_), **_variables(properties)},
+    )
+
+
+def functions(template: Mapping[str, Any]) -> dict[str, Function]:
+    """Every AWS::Serverless::Function of the template, in template order."""
+    return {name: function(template, name) for name in _resources(template, _FUNCTION)}
+
+
+def layer_content_uri(template: Mapping[str, Any], layer: Any) -> str | None:
+    """Where a layer of this template (a `!Ref` to its LayerVersion) has its code, as declared;
+    None for a published layer's ARN or a layer without a local ContentUri."""
+    if not (isinstance(layer, dict) and "Ref" in layer):
+        return None
+    body = template["Resources"].get(str(layer["Ref"])) or {}
+    content = _properties(body).get("ContentUri")
+    return content if isinstance(content, str) else None
+
+
+def parameter_defaults(template: Mapping[str, Any]) -> dict[str, str]:
+    """Each template parameter that has a default → that default, as a string."""
+    return {
+        str(name): str(body["Default"])
+        for name, body in (template.get("Parameters") or {}).items()
+        if "Default" in body
+    }
 
 
 def stage_name(template: Mapping[str, Any]) -> str:
     _, api = _one(template, _API)
     return str(api["Properties"]["StageName"])
+
+
+def binary_media_types(template: Mapping[str, Any]) -> list[str]:
+    """The API's BinaryMediaTypes, `~1` read as `/` (application~1octet-stream)."""
+    _, api = _one(template, _API)
+    return [str(kind).replace("~1", "/") for kind in _properties(api).get("BinaryMediaTypes", [])]
 
 
 def routes(template: Mapping[str, Any]) -> list[Route]:
@@ -278,18 +335,18 @@ def routes(template: Mapping[str, Any]) -> list[Route]:
             properties = event["Properties"]
             auth = properties.get("Auth", {})
             authorizer_name = auth.get("Authorizer", default_authorizer)
-            code_uri, module, attr = _handler(template, function_id)
+            declared = function(template, function_id)
             found.append(
                 Route(
                     function_id=function_id,
                     method=str(properties["Method"]).upper(),
                     path=str(properties["Path"]),
-                    code_uri=code_uri,
-                    module=module,
-                    handler_attr=attr,
+                    code_uri=declared.code_uri,
+                    module=declared.module,
+                    handler_attr=declared.handler_attr,
                     auth_required=authorizer_name not in (None, "NONE"),
                     api_key_required=bool(auth.get("ApiKeyRequired", default_key_required)),
-                    environment=_environment(template, function_id),
+                    environment=declared.environment,
                 )
             )
     return found
@@ -316,18 +373,18 @@ def authorizer(template: Mapping[str, Any]) -> Authorizer:
         raise ValueError(f"authorizer {name} is not a TOKEN authorizer")
     function_id = _function_of(declared["FunctionArn"])
     identity = declared.get("Identity", {})
-    code_uri, module, attr = _handler(template, function_id)
+    runs = function(template, function_id)
     expression = identity.get("ValidationExpression")
     return Authorizer(
         name=name,
         function_id=function_id,
-        code_uri=code_uri,
-        module=module,
-        handler_attr=attr,
+        code_uri=runs.code_uri,
+        module=runs.module,
+        handler_attr=runs.handler_attr,
         identity_header=str(identity.get("Header", "Authorization")),
         validation_expression=None if expression is None else str(expression),
         ttl=int(identity.get("ReauthorizeEvery", 300)),  # API Gateway's default
-        environment=_environment(template, function_id),
+        environment=runs.environment,
     )
 
 
@@ -389,16 +446,16 @@ def stream_functions(template: Mapping[str, Any]) -> list[StreamFunction]:
             stream = properties["Stream"]
             if not (isinstance(stream, dict) and "Fn::GetAtt" in stream):
                 continue  # a stream of some other stack: nothing to run locally
-            code_uri, module, attr = _handler(template, function_id)
+            declared = function(template, function_id)
             filters = properties.get("FilterCriteria", {}).get("Filters", [])
             retries = properties.get("MaximumRetryAttempts")
             found.append(
                 StreamFunction(
                     function_id=function_id,
-                    code_uri=code_uri,
-                    module=module,
-                    handler_attr=attr,
-                    environment=_environment(template, function_id),
+                    code_uri=declared.code_uri,
+                    module=declared.module,
+                    handler_attr=declared.handler_attr,
+                    environment=declared.environment,
                     table_id=str(stream["Fn::GetAtt"][0]),
                     batch_size=int(properties.get("BatchSize", 100)),
                     maximum_retry_attempts=None if retries is None else int(retries),
