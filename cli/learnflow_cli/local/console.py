@@ -96,6 +96,7 @@ def ready_banner(
         "",
         f"  API        {api_url}",
         f"  OpenAPI    {api_url}/openapi.json",
+        f"  Reference  {api_url}/docs",
         "",
     ]
     for account in accounts:
