@@ -48,8 +48,11 @@ lint: $(STAMP)
 	$(BIN)/ruff format --check $(SRC)
 	$(BIN)/mypy $(SRC)
 
+# Two workers, one a core: every module of the local stack's tests in one (one `learnflow serve`),
+# the other modules beside them, each whole in one worker (tests/conftest.py groups them).
+# PYTEST_ARGS add to these (`-n 0` runs in this process alone, `-m "not e2e"` skips the stack).
 test: lint browser
-	$(BIN)/pytest $(PYTEST_ARGS)
+	$(BIN)/pytest -n 2 --dist loadgroup $(PYTEST_ARGS)
 
 # tests/e2e/test_docs_page.py opens GET /v2/docs in Debian's headless Chromium: a fresh machine
 # gets it from apt-get (as root, else through sudo); anywhere else it must be installed by hand.

@@ -1,24 +1,46 @@
-"""Shared test set-up: fake AWS settings, fresh caches per test, and `load_event` over events/."""
+"""Shared test set-up: fake AWS settings and fresh caches per test, the fixtures every kind of test
+reads (events, moto's table, the local Stripe server), and the markers that say what each test
+needs (pyproject.toml lists them; `-m "not e2e and not browser"` runs without the local stack).
+
+The harness itself lives in tests/support/: `events` (events/ as API Gateway sends them),
+`handlers` (a caller running route handlers, Lambda contexts, replies), `school` (the objects an
+enrollment needs), `pages` (walking a list), `aws` (moto's table, what SES sent), `payments`
+(the local Stripe server), `cli` (the admin CLI through click), `stack` (`learnflow serve` for
+the end-to-end tests), `dynamo_calls` (what a call read), `iam` and `sam` (roles and policies).
+"""
 
 from __future__ import annotations
 
-import copy
-import json
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from moto import mock_aws
+from moto.core.models import MockAWS
 
 from learnflow import clients, deps
+from learnflow_cli.local.stripe_server import StripeServer
 from learnflow_cli.template import TableDefinition, load_template, table_definition
+from tests.support.aws import FAKE_ENV, create_table, moto_table, set_fake_env
+from tests.support.events import load_event
+from tests.support.payments import SECRETS, faults
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-EVENTS = Path(__file__).resolve().parent.parent / "events"
+__all__ = ["FAKE_ENV", "load_event"]  # still importable from here
+
+# What a test needs, read from the fixtures it uses (directly, through another fixture, or with
+# `pytest.mark.usefixtures`); a test that needs one in another way is marked by hand.
+NEEDS = {
+    "stack": "e2e",
+    "aws": "aws",
+    "table": "aws",
+    "module_table": "aws",
+    "class_table": "aws",
+    "stripe_server": "stripe",
+}
+_moto_starts: list[None] = []  # one per `mock_aws()` started (pytest_configure counts them)
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -30,54 +52,59 @@ def pytest_configure(config: pytest.Config) -> None:
     from learnflow_cli.local.moto_server import Limits, install_bounds  # noqa: PLC0415
 
     install_bounds(Limits())
+    start = MockAWS.start
+
+    def counted_start(self: MockAWS, reset: bool = True) -> None:
+        _moto_starts.append(None)
+        start(self, reset=reset)
+
+    MockAWS.start = counted_start  # type: ignore[method-assign]
 
 
-FAKE_ENV = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_SESSION_TOKEN": "testing",
-    "AWS_DEFAULT_REGION": "us-east-1",
-    "AWS_REGION": "us-east-1",
-    # moto does not answer boto3's account-based DynamoDB endpoints
-    "AWS_ACCOUNT_ID_ENDPOINT_MODE": "disabled",
-    "LEARNFLOW_TABLE": "learnflow-test",
-    "POWERTOOLS_SERVICE_NAME": "learnflow",
-    "POWERTOOLS_TRACE_DISABLED": "true",
-    "POWERTOOLS_METRICS_NAMESPACE": "LearnFlowTest",
-}
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark each test with what it needs (NEEDS), before `-m` selects by those marks.
+
+    Under pytest-xdist's `--dist loadgroup` (the Makefile's), each module runs in one worker,
+    so its shared fixtures (moto's table, a Stripe server, a catalogue) are built once, and
+    every module with a test of the local stack runs in the same worker, so one `learnflow
+    serve` serves them all while the other workers run everything else."""
+    on_stack: set[str] = set()  # the modules with a test of the local stack
+    for item in items:
+        names = set(getattr(item, "fixturenames", ()))
+        for fixture, marker in NEEDS.items():
+            if fixture in names and item.get_closest_marker(marker) is None:
+                item.add_marker(marker)
+        if "stack" in names:
+            on_stack.add(_module(item))
+    if config.pluginmanager.hasplugin("xdist"):
+        for item in items:
+            module = _module(item)
+            item.add_marker(pytest.mark.xdist_group("stack" if module in on_stack else module))
+
+
+def _module(item: pytest.Item) -> str:
+    return item.nodeid.split("::")[0]
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """A test that runs on moto in this process (its fixtures' or its own) must say so."""
+    starts = len(_moto_starts)
+    mocked = MockAWS._nested_count > 0
+    result = yield
+    if (mocked or len(_moto_starts) > starts) and item.get_closest_marker("aws") is None:
+        pytest.fail("this test runs on moto: mark it `aws` (or use the `table` fixture)")
+    return result
 
 
 @pytest.fixture(autouse=True)
 def _fake_aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """No test ever reaches a real AWS account or a developer's own configuration."""
-    for name in ("AWS_PROFILE", "AWS_ENDPOINT_URL", "LEARNFLOW_STRIPE_API_BASE"):
-        monkeypatch.delenv(name, raising=False)
-    for name, value in FAKE_ENV.items():
-        monkeypatch.setenv(name, value)
+    set_fake_env(monkeypatch)
     deps.reset()
     yield
     deps.reset()
-
-
-def load_event(name: str, **overrides: Any) -> dict[str, Any]:
-    """A copy of `events/<name>.json` with top-level fields replaced.
-
-    Conveniences: `body` may be a dict (it is JSON-encoded), `query` sets both query-string maps,
-    `authorizer` updates `requestContext.authorizer`, `path_params` sets `pathParameters`.
-    """
-    event: dict[str, Any] = copy.deepcopy(json.loads((EVENTS / f"{name}.json").read_text()))
-    if "body" in overrides and isinstance(overrides["body"], dict):
-        overrides["body"] = json.dumps(overrides["body"])
-    if "query" in overrides:
-        query = overrides.pop("query")
-        event["queryStringParameters"] = dict(query) or None
-        event["multiValueQueryStringParameters"] = {k: [v] for k, v in query.items()} or None
-    if "authorizer" in overrides:
-        event["requestContext"]["authorizer"].update(overrides.pop("authorizer"))
-    if "path_params" in overrides:
-        event["pathParameters"] = overrides.pop("path_params")
-    event.update(overrides)
-    return event
 
 
 @pytest.fixture(name="load_event")
@@ -101,11 +128,42 @@ def aws() -> Iterator[None]:
 @pytest.fixture
 def table(aws: None, table_spec: TableDefinition) -> Table:
     """The single table, created in moto from template.yaml's definition, as the code sees it."""
-    client = boto3.client("dynamodb")
-    client.create_table(**table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"]))
-    if table_spec.ttl_attribute:
-        client.update_time_to_live(
-            TableName=FAKE_ENV["LEARNFLOW_TABLE"],
-            TimeToLiveSpecification={"Enabled": True, "AttributeName": table_spec.ttl_attribute},
-        )
+    create_table(table_spec)
     return clients.table()
+
+
+@pytest.fixture(scope="module")
+def module_table(table_spec: TableDefinition) -> Iterator[Table]:
+    """moto and the table for a whole module (`pytestmark = pytest.mark.usefixtures(
+    "module_table")`), built once instead of once per test: its tests keep apart by account."""
+    with moto_table(table_spec) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="class")
+def class_table(table_spec: TableDefinition) -> Iterator[Table]:
+    """moto and the table for one class of tests (`@pytest.mark.usefixtures("class_table")`)."""
+    with moto_table(table_spec) as shared:
+        yield shared
+
+
+@pytest.fixture(scope="module")
+def stripe_server() -> Iterator[StripeServer]:
+    """The local Stripe-compatible server (the one `learnflow serve` runs), on a free port, for
+    a module; every PaymentIntent carries the account in its metadata, so tests keep apart."""
+    server = StripeServer(port=0)
+    server.start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def local_stripe(stripe_server: StripeServer, monkeypatch: pytest.MonkeyPatch) -> StripeServer:
+    """The payment code pointed at the module's Stripe server with a secret key per mode, and
+    no fault left from an earlier test."""
+    monkeypatch.setenv("LEARNFLOW_STRIPE_API_BASE", stripe_server.url)
+    for mode, secret in SECRETS.items():
+        monkeypatch.setenv(f"LEARNFLOW_STRIPE_SECRET_KEY_{mode.upper()}", secret)
+    faults(stripe_server, fail_next=0, delay_ms=0)
+    deps.reset()
+    return stripe_server

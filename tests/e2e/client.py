@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Any
 import requests
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
+    from tests.support.stack import Stack
 
 TIMEOUT = 10
 

@@ -17,9 +17,7 @@ import pytest
 from tests.e2e.client import Client
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 
 def learnflow(stack: Stack, *args: str) -> dict[str, Any]:

@@ -22,9 +22,7 @@ import pytest
 from tests.e2e.docs_runner import BashSession, Example, Outcome, differences, parse_examples
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 REFERENCE = Path(__file__).resolve().parents[2] / "docs" / "api.md"
 EXAMPLES = parse_examples(REFERENCE.read_text(encoding="utf-8"))

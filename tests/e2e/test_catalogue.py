@@ -9,9 +9,7 @@ import pytest
 from tests.e2e.client import Client
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Account, Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Account, Stack
 
 
 @pytest.fixture(scope="module")

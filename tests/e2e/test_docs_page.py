@@ -24,9 +24,7 @@ import requests
 from learnflow_cli.template import load_template, routes
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 BROWSER_SECONDS = 30.0  # one page; Chromium renders it in about 3 s
 # Virtual time runs only while the page is idle, so a generous budget costs no wall-clock time:
@@ -184,6 +182,7 @@ def test_other_methods_are_unknown_routes(stack: Stack, method: str) -> None:
     assert UUID.match(response.headers["Request-Id"])
 
 
+@pytest.mark.browser
 def test_browser_renders_every_route_and_an_error_table(stack: Stack, tmp_path: Path) -> None:
     declared = {(route.method, route.path) for route in routes(load_template())}
     documented = _documented(stack)

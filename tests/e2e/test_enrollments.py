@@ -27,9 +27,7 @@ import stripe
 from tests.e2e.client import TIMEOUT, Client, Reply
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Account, Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Account, Stack
 
 CONCURRENT = 12
 # A request waiting for another one that is paying for the same pair gives up with a 503 before

@@ -6,14 +6,10 @@ import json
 import uuid
 from typing import TYPE_CHECKING, Any
 
-import pytest
-
 from tests.e2e.client import TIMEOUT, Client, Reply
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 
 def post(client: Client, path: str, body: str, key: str) -> Reply:

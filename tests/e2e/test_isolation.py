@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 import pytest
 import stripe
 
+from learnflow.resources import RESOURCES
 from tests.e2e.client import Client, Reply
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Account, Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Account, Stack
 
 OWNER_EMAIL = "Owner.Student@example.com"
 KINDS = ("course", "instructor", "student", "enrollment")
@@ -342,11 +341,9 @@ def _writes(shop: Shop, resource: str, *, allowed: bool) -> list[Call]:
     ]
 
 
-RESOURCES = ("courses", "instructors", "students", "enrollments")
-
-
 @pytest.mark.parametrize(
-    "permission", [f"{resource}:{access}" for resource in RESOURCES for access in ("read", "write")]
+    "permission",
+    [f"{resource.name}:{access}" for resource in RESOURCES for access in ("read", "write")],
 )
 def test_restricted_key_is_held_to_its_permissions(
     stack: Stack, shop: Shop, permission: str
@@ -359,7 +356,7 @@ def test_restricted_key_is_held_to_its_permissions(
     calls = [(call, True) for call in _reads(shop, granted)]
     writes = access == "write"
     calls += [(call, writes) for call in _writes(shop, granted, allowed=writes)]
-    for other in RESOURCES:
+    for other in (resource.name for resource in RESOURCES):
         if other != granted:
             calls += [(call, False) for call in _reads(shop, other)]
             calls += [(call, False) for call in _writes(shop, other, allowed=False)]

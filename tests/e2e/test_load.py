@@ -11,13 +11,12 @@ import pytest
 from loadtest.cli import main
 
 if TYPE_CHECKING:
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 CLIENTS, CREATES = 8, 3
 
 
+@pytest.mark.slow  # 300+ requests in a burst, eight clients writing
 def test_small_load_keeps_every_invariant(stack: Stack, tmp_path: Path) -> None:
     burst_account = stack.create_account("pro")  # a Pro key nothing else uses
     figures_file = tmp_path / "load.json"

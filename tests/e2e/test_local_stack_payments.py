@@ -2,12 +2,7 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import socket
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -19,12 +14,9 @@ import stripe
 
 from learnflow_cli.local import serve
 from learnflow_cli.local.services import ServiceError
+from tests.support.stack import run_stack
 
-pytestmark = pytest.mark.e2e
-
-ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_STRIPE_PORT = 12111
-START_SECONDS = 60.0
 
 
 @contextmanager
@@ -41,6 +33,7 @@ def _taken_port(port: int = 0) -> Iterator[int]:
         yield int(holder.getsockname()[1])
 
 
+@pytest.mark.stripe
 def test_the_local_server_gets_a_secret_key_per_mode_and_tells_them_apart() -> None:
     payments = serve.start_payments(api_base=None, port=0, port_given=True, note=print)
     try:
@@ -65,6 +58,7 @@ def test_the_local_server_gets_a_secret_key_per_mode_and_tells_them_apart() -> N
         payments.server.stop()
 
 
+@pytest.mark.stripe
 def test_a_taken_default_port_is_replaced_by_a_free_one_and_said() -> None:
     notes: list[str] = []
     with _taken_port() as taken:
@@ -134,44 +128,14 @@ def test_missing_or_wrong_mode_keys_for_another_stripe_are_refused(
         serve.stripe_keys_from_environment(environ)
 
 
+@pytest.mark.e2e  # a `learnflow serve` of its own, without --stripe-port
 def test_learnflow_serve_picks_a_free_port_when_the_default_is_taken(tmp_path: Path) -> None:
     """As `make run` starts it: without --stripe-port, with 12111 busy."""
-    keys_file = tmp_path / "keys.json"
-    log_file = tmp_path / "serve.log"
-    env = {
-        name: value
-        for name, value in os.environ.items()
-        if name not in ("AWS_ENDPOINT_URL", "AWS_PROFILE", "LEARNFLOW_STRIPE_API_BASE")
-    }
-    command = [
-        sys.executable,
-        "-c",
-        "from learnflow_cli.main import cli; cli()",
-        "serve",
-        "--port",
-        "0",
-        "--no-seed",
-        "--keys-file",
-        str(keys_file),
-    ]
-    with _taken_port(DEFAULT_STRIPE_PORT), log_file.open("wb") as log:
-        process = subprocess.Popen(  # noqa: S603 - our own CLI
-            command, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
-        )
-        try:
-            deadline = time.monotonic() + START_SECONDS
-            while not keys_file.exists() and process.poll() is None:
-                assert time.monotonic() < deadline, log_file.read_text()
-                time.sleep(0.05)
-            output = log_file.read_text()
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
-    assert keys_file.exists(), output
+    with (
+        _taken_port(DEFAULT_STRIPE_PORT),
+        run_stack(tmp_path, "--no-seed", stripe_port=None) as stack,
+    ):
+        output = stack.log()
     note = next(line for line in output.splitlines() if "is taken" in line)
     assert f"port {DEFAULT_STRIPE_PORT} is taken" in note
     port = note.split("listens on ")[1].split()[0]

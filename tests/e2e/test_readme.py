@@ -10,11 +10,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import pytest
-
-from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+from tests.support.stack import Stack
 
 README = Path(__file__).resolve().parents[2] / "README.md"
 

@@ -56,9 +56,7 @@ if TYPE_CHECKING:
     from schemathesis import Response
     from schemathesis.specs.openapi.schemas import OpenApiSchema
 
-    from tests.e2e.conftest import Stack
-
-pytestmark = pytest.mark.e2e
+    from tests.support.stack import Stack
 
 ROOT = Path(__file__).resolve().parents[2]
 DOCUMENT = ROOT / "functions" / "openapi" / "openapi.json"

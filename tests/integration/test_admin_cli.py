@@ -5,13 +5,11 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import click
 import pytest
-from click.testing import CliRunner, Result
 
 from learnflow.keys import hash_secret
-from learnflow_cli.admin.commands import accounts, keys
+from tests.support.aws import SESSION
+from tests.support.cli import assert_clean_failure, run, run_json
 
 if TYPE_CHECKING:
     from mypy_boto3_apigateway.client import APIGatewayClient
@@ -19,20 +17,11 @@ if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 
-@click.group()
-def cli() -> None:
-    """The two groups as `learnflow` mounts them (main.py also mounts `serve`)."""
-
-
-cli.add_command(accounts)
-cli.add_command(keys)
-
-
 class Gateway:
     """A REST API with a v2 stage and the Standard and Pro usage plans, as the stack has them."""
 
     def __init__(self) -> None:
-        self.client: APIGatewayClient = boto3.client("apigateway")
+        self.client: APIGatewayClient = SESSION.client("apigateway")
         api = self.client.create_rest_api(name="learnflow", apiKeySource="AUTHORIZER")
         self.api_id = api["id"]
         root = self.client.get_resources(restApiId=self.api_id)["items"][0]["id"]
@@ -66,27 +55,6 @@ def gateway(table: Table) -> Gateway:
     return Gateway()
 
 
-# One boto3 session for every invocation, handed in as click's context object: each command
-# would otherwise reload botocore's service models (~0.1 s a time), which is all a real CLI
-# run does once.
-_SESSION = boto3.session.Session()
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), obj=_SESSION, catch_exceptions=False)
-
-
-def run_json(*args: str) -> dict[str, Any]:
-    """Runs with --json and checks stdout is exactly one JSON object."""
-    result = run(*args, "--json")
-    assert result.exit_code == 0, result.stderr
-    lines = result.stdout.strip().splitlines()
-    assert len(lines) == 1
-    value = json.loads(lines[0])
-    assert isinstance(value, dict)
-    return value
-
-
 def new_account(gateway: Gateway, plan: str = "standard", *extra: str) -> dict[str, Any]:
     return run_json(
         "accounts", "create", "--name", "Acme", "--plan", plan, *gateway.options(), *extra
@@ -95,12 +63,6 @@ def new_account(gateway: Gateway, plan: str = "standard", *extra: str) -> dict[s
 
 def new_key(account_id: str, mode: str = "test", *extra: str) -> dict[str, Any]:
     return run_json("keys", "create", "--account", account_id, "--mode", mode, *extra)
-
-
-def assert_clean_failure(result: Result) -> None:
-    assert result.exit_code == 1
-    assert "Traceback" not in result.output
-    assert result.stderr.startswith("Error: ")
 
 
 # --- accounts ---
@@ -184,7 +146,7 @@ def test_table_and_usage_plans_come_from_the_stack_outputs(
         "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
         "Outputs": {name: {"Value": value} for name, value in outputs.items()},
     }
-    boto3.client("cloudformation").create_stack(
+    SESSION.client("cloudformation").create_stack(
         StackName="learnflow", TemplateBody=json.dumps(template)
     )
     monkeypatch.delenv("LEARNFLOW_TABLE")

@@ -6,10 +6,9 @@ import io
 import json
 import logging
 import types
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any, cast
 
-import boto3
 import pytest
 from botocore.exceptions import ReadTimeoutError
 
@@ -18,20 +17,15 @@ from learnflow import clients
 from learnflow.observability import logger
 from learnflow_cli.admin.service import Admin
 from learnflow_cli.template import load_template
+from tests.support.aws import SESSION
+from tests.support.events import LoadEvent
+from tests.support.handlers import BareContext
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-LoadEvent = Callable[..., dict[str, Any]]
 ALLOW_ALL = "arn:aws:execute-api:us-east-1:123456789012:abcdef1234/v2/*/*"
 BODY = "Q" * 40
-
-
-class Context:
-    function_name = "authorizer"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:authorizer"
-    aws_request_id = "authorizer-1"
 
 
 @pytest.fixture
@@ -62,7 +56,7 @@ def invoke(load_event: LoadEvent, token: str | None, **overrides: Any) -> dict[s
         del event["authorizationToken"]
     else:
         event["authorizationToken"] = token
-    return authorize.lambda_handler(event, Context())  # type: ignore[arg-type]
+    return authorize.lambda_handler(event, BareContext())  # type: ignore[arg-type]
 
 
 def refused(load_event: LoadEvent, token: str | None, **overrides: Any) -> bool:
@@ -137,7 +131,7 @@ def test_each_key_maps_to_its_own_account_and_plan(load_event: LoadEvent, admin:
 def test_usage_identifier_key_is_the_accounts_api_gateway_key(
     load_event: LoadEvent, table: Table
 ) -> None:
-    apigateway = boto3.client("apigateway")
+    apigateway = SESSION.client("apigateway")
     plan = apigateway.create_usage_plan(
         name="standard", throttle={"rateLimit": 1, "burstLimit": 60}
     )

@@ -2,107 +2,36 @@
 
 from __future__ import annotations
 
-import json
 import math
 import random
 import re
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from functions.courses import create_course, get_course, list_courses, update_course
 from functions.instructors import create_instructor
 from learnflow import clients, deps, ids
 from learnflow.db import counters, keys
 from learnflow.db.courses import CourseRepository, StaleCourseError
-from learnflow.jsonio import dumps
 from learnflow.models.courses import STATUSES, Course, CourseStatus
-from learnflow.tenancy import Mode, Tenant
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV, load_event
+from learnflow.tenancy import Tenant
 from tests.support.dynamo_calls import DynamoCalls, count_dynamo_calls
+from tests.support.handlers import Caller, Reply
+from tests.support.pages import walk_backward, walk_forward
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 CATEGORIES = ("web", "data-science", "design", "music")
-MAX_PAGES = 200  # bounded walks
-
-
-# CPython 3.13.0 unmaps and maps again a 16 KB frame-stack chunk each time the call depth crosses
-# a chunk boundary. Under pytest's deep stack, a handler's calls into moto can straddle one and
-# spend most of their time in mmap/munmap (ten times slower); a worker thread runs them from a
-# fresh frame stack instead. Semantics are unchanged: one call at a time, as Lambda does.
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
-
-
-class Context:
-    function_name = "courses"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:courses"
-    aws_request_id = "courses-1"
 
 
 @dataclass
-class Reply:
-    status: int
-    body: dict[str, Any]
-    text: str
-    headers: dict[str, str]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return dict(self.body["error"])
-
-
-_accounts = iter(range(1, 1_000_000))
-
-
-def new_account() -> str:
-    return f"acct_{next(_accounts):024d}"
-
-
-@dataclass
-class Api:
+class Api(Caller):
     """The course and instructor routes, called as API Gateway calls them, for one caller."""
-
-    account_id: str = field(default_factory=new_account)
-    mode: Mode = "test"
-    permissions: str = "*"
-    rate_limit: int = 1_000_000
-
-    @property
-    def tenant(self) -> Tenant:
-        return Tenant(self.account_id, self.mode)
-
-    def as_mode(self, mode: Mode) -> Api:
-        return Api(self.account_id, mode, self.permissions, self.rate_limit)
-
-    def call(self, handler: Handler, event: str, **overrides: Any) -> Reply:
-        if isinstance(overrides.get("body"), dict):
-            overrides["body"] = dumps(overrides["body"])  # exact Decimals, as a client sends
-        authorizer = {
-            "account_id": self.account_id,
-            "mode": self.mode,
-            "permissions": self.permissions,
-            "rate_limit": str(self.rate_limit),
-        }
-        event_data = load_event(event, authorizer=authorizer, **overrides)
-        result = _WORKER.submit(handler, event_data, Context()).result()
-        text = str(result["body"])
-        headers = dict(result.get("headers") or {})
-        for name, values in (result.get("multiValueHeaders") or {}).items():
-            headers[name] = values[0]
-        return Reply(result["statusCode"], json.loads(text, parse_float=Decimal), text, headers)
 
     def create(self, **body: Any) -> Reply:
         body = {
@@ -176,54 +105,10 @@ def seed(tenant: Tenant, count: int, rng: random.Random) -> dict[str, tuple[str 
     return {c.id: (c.category, c.status) for c in courses}
 
 
-@contextmanager
-def shared_table(table_spec: TableDefinition) -> Iterator[None]:
-    """moto's table from template.yaml for a whole test class (tests keep apart by tenant: each
-    `Api()` is a new account), built once instead of once per test."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            deps.reset()
-            boto3.client("dynamodb").create_table(
-                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
-            )
-            yield
-    deps.reset()
-
-
 def stored(api: Api, course_id: str) -> dict[str, Any]:
     """The raw item of a course."""
     item = clients.table().get_item(Key=keys.item(api.tenant, keys.COURSE, course_id))
     return dict(item["Item"])
-
-
-def walk_forward(api: Api, filters: dict[str, str], limit: int) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    cursor: dict[str, str] = {}
-    for _ in range(MAX_PAGES):
-        reply = api.list(**filters, limit=str(limit), **cursor)
-        assert reply.status == 200, reply.body
-        pages.append(reply.body)
-        if not reply.body["has_more"]:
-            return pages
-        cursor = {"starting_after": reply.body["data"][-1]["id"]}
-    pytest.fail("the list never ended")
-
-
-def walk_backward(
-    api: Api, filters: dict[str, str], limit: int, oldest: str
-) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    cursor = oldest
-    for _ in range(MAX_PAGES):
-        reply = api.list(**filters, limit=str(limit), ending_before=cursor)
-        assert reply.status == 200, reply.body
-        pages.append(reply.body)
-        if not reply.body["has_more"]:
-            return pages
-        cursor = reply.body["data"][0]["id"]
-    pytest.fail("the list never ended")
 
 
 def assert_full_pages(pages: list[dict[str, Any]], limit: int, total: int) -> None:
@@ -305,9 +190,8 @@ class TestCatalogue:
 
     @pytest.fixture(scope="class")
     @classmethod
-    def catalogue(cls, table_spec: TableDefinition) -> Iterator[Catalogue]:
-        with shared_table(table_spec):
-            yield build_catalogue()
+    def catalogue(cls, class_table: Table) -> Catalogue:
+        return build_catalogue()
 
     @pytest.mark.parametrize("filters", LISTS, ids=_list_id)
     def test_every_filter_walks_forward_in_full_pages_with_no_gap(
@@ -316,7 +200,7 @@ class TestCatalogue:
         expected = catalogue.expected(filters)
         assert expected, "the seed should fill every list"
         limit = min(100, math.ceil(len(expected) / 4))
-        pages = walk_forward(catalogue.api, filters, limit)
+        pages = walk_forward(catalogue.api, limit, **filters)
         assert_full_pages(pages, limit, len(expected))
         assert [c["id"] for page in pages for c in page["data"]] == expected
         for page in pages:
@@ -329,7 +213,7 @@ class TestCatalogue:
     ) -> None:
         expected = catalogue.expected(filters)
         limit = min(100, math.ceil(len(expected) / 3))
-        pages = walk_backward(catalogue.api, filters, limit, oldest=expected[-1])
+        pages = walk_backward(catalogue.api, limit, expected[-1], **filters)
         assert_full_pages(pages, limit, len(expected))
         # each page is newest first; read from the last page fetched to the first
         walked = [c["id"] for page in reversed(pages) for c in page["data"]]
@@ -345,7 +229,7 @@ class TestCatalogue:
             for d in range(size // 2, 1, -1)
             if size % d == 0
         )
-        pages = walk_forward(catalogue.api, filters, limit)
+        pages = walk_forward(catalogue.api, limit, **filters)
         assert len(pages) == size // limit
         assert all(len(page["data"]) == limit for page in pages)
         assert pages[-1]["has_more"] is False
@@ -387,7 +271,7 @@ class TestCatalogue:
         self, catalogue: Catalogue
     ) -> None:
         live = catalogue.api.as_mode("live")
-        live_ids = [c["id"] for c in walk_forward(live, {}, 100)[0]["data"]]
+        live_ids = [c["id"] for c in walk_forward(live, 100)[0]["data"]]
         assert len(live_ids) == 60
         assert not set(live_ids) & set(catalogue.courses)
         reply = catalogue.api.list(ending_before=live_ids[0])
@@ -418,14 +302,9 @@ def _with(course: Course, **changes: Any) -> Course:
     return replace(course, **changes)
 
 
+@pytest.mark.usefixtures("class_table")
 class TestCourses:
     """Create, retrieve, update, validate: each test in its own tenant of one shared table."""
-
-    @pytest.fixture(scope="class", autouse=True)
-    @classmethod
-    def _table(cls, table_spec: TableDefinition) -> Iterator[None]:
-        with shared_table(table_spec):
-            yield
 
     def test_create_answers_201_with_a_draft_course(self) -> None:
         api = Api()

@@ -3,77 +3,32 @@ over HTTP to the local Stripe-compatible server (never a mocked SDK)."""
 
 from __future__ import annotations
 
-import itertools
 import time
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
-import requests
-from moto import mock_aws
 
-from functions.courses import create_course, get_course, update_course
+from functions.courses import get_course
 from functions.enrollments import (
     cancel_enrollment,
     create_enrollment,
     get_enrollment,
     list_enrollments,
 )
-from functions.students import create_student
 from learnflow import deps, payments
 from learnflow.db.enrollments import EnrollmentRepository
 from learnflow.db.students import StudentRepository
 from learnflow.tenancy import Mode
 from learnflow_cli.local.stripe_server import StripeServer
-from learnflow_cli.template import TableDefinition, load_template, stream_functions
-from tests.conftest import FAKE_ENV
-from tests.support.handlers import (
-    Caller,
-    Context,
-    Reply,
-    container_copy,
-    parse,
-    separate_containers,
-)
+from learnflow_cli.template import load_template, stream_functions
+from tests.support.aws import SESSION, TABLE, sent_emails
+from tests.support.handlers import Context, Reply, container_copy, parse, separate_containers
+from tests.support.payments import faults
+from tests.support.school import School as BaseSchool
 
-SECRETS = {"test": "sk_test_" + "T" * 32, "live": "sk_live_" + "L" * 32}
-_emails = itertools.count(1)
-
-
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[StripeServer]:
-    server = StripeServer(port=0)
-    server.start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _table(table_spec: TableDefinition) -> Iterator[None]:
-    """moto's table from template.yaml, once for the module; tests keep apart by account."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            boto3.client("dynamodb").create_table(
-                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
-            )
-            yield
-
-
-@pytest.fixture(autouse=True)
-def _payments(stripe_server: StripeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEARNFLOW_STRIPE_API_BASE", stripe_server.url)
-    for mode, secret in SECRETS.items():
-        monkeypatch.setenv(f"LEARNFLOW_STRIPE_SECRET_KEY_{mode.upper()}", secret)
-    requests.post(
-        stripe_server.url + "/_local/faults", json={"fail_next": 0, "delay_ms": 0}, timeout=5
-    )
-    deps.reset()
+pytestmark = pytest.mark.usefixtures("module_table", "local_stripe")
 
 
 class Crash(BaseException):
@@ -82,66 +37,15 @@ class Crash(BaseException):
 
 
 @dataclass
-class School(Caller):
+class School(BaseSchool):
     """A tenant with a catalogue, calling the enrollment routes."""
 
-    def course(self, price: str = "49.99", currency: str = "USD", *, publish: bool = True) -> str:
-        body = {
-            "title": "Course",
-            "description": "What it teaches.",
-            "price": Decimal(price),
-            "currency": currency,
-        }
-        created = self.call(create_course.lambda_handler, "create_course", body=body)
-        assert created.status == 201, created.body
-        course_id = str(created.body["id"])
-        if publish:
-            self.set_status(course_id, "published")
-        return course_id
-
     def set_status(self, course_id: str, status: str) -> None:
-        patched = self.call(
-            update_course.lambda_handler,
-            "update_course",
-            path=f"/courses/{course_id}",
-            path_params={"course_id": course_id},
-            body={"status": status},
-        )
-        assert patched.status == 200, patched.body
-
-    def student(self) -> str:
-        body = {"email": f"student{next(_emails)}@example.com", "name": "Ada"}
-        created = self.call(create_student.lambda_handler, "create_student", body=body)
-        assert created.status == 201, created.body
-        return str(created.body["id"])
+        self.patch_course(course_id, {"status": status})
 
     def email_of(self, student_id: str) -> str:
         found = deps.repository(StudentRepository).get(self.tenant, student_id)
         return found.email
-
-    def enroll(
-        self,
-        student_id: str,
-        course_id: str,
-        pm: str | None = "pm_card_visa",
-        *,
-        key: str | None = None,
-        context: Context | None = None,
-        direct: bool = False,
-        **extra: Any,
-    ) -> Reply:
-        body: dict[str, Any] = {"student_id": student_id, "course_id": course_id}
-        if pm is not None:
-            body["payment_method_id"] = pm
-        body.update(extra)
-        return self.call(
-            create_enrollment.lambda_handler,
-            "create_enrollment",
-            body=body,
-            key=key,
-            context=context,
-            direct=direct,
-        )
 
     def cancel(
         self, enrollment_id: str, *, refund: bool | None = None, key: str | None = None
@@ -165,9 +69,6 @@ class School(Caller):
 
     def list(self, **query: str) -> Reply:
         return self.call(list_enrollments.lambda_handler, "list_enrollments", query=query)
-
-    def as_mode_school(self, mode: Mode) -> School:
-        return School(self.account_id, mode, self.permissions, self.rate_limit)
 
     def enrollment_count(self, course_id: str) -> int:
         reply = self.call(
@@ -195,10 +96,6 @@ def intents(server: StripeServer, school: School) -> list[dict[str, Any]]:
 
 def succeeded(server: StripeServer, school: School) -> list[dict[str, Any]]:
     return [pi for pi in intents(server, school) if pi["status"] == "succeeded"]
-
-
-def faults(server: StripeServer, **settings: int) -> None:
-    requests.post(server.url + "/_local/faults", json=settings, timeout=5).raise_for_status()
 
 
 # --------------------------------------------------------------------------- paid, free, declined
@@ -720,7 +617,7 @@ def test_bad_list_queries_are_400_naming_the_param(
 
 def test_other_accounts_and_modes_see_nothing(school: School) -> None:
     enrollment = school.enroll(school.student(), school.course()).body
-    for other in (School(), school.as_mode_school("live")):
+    for other in (School(), school.as_mode("live")):
         assert other.get(enrollment["id"]).status == 404
         assert other.cancel(enrollment["id"]).status == 404
         listed = other.list()
@@ -757,8 +654,8 @@ def test_restricted_keys_are_held_to_their_permissions(
 
 def stream_records() -> list[dict[str, Any]]:
     """Every record of the table's stream so far, shaped as Lambda delivers them."""
-    table = boto3.client("dynamodb").describe_table(TableName=FAKE_ENV["LEARNFLOW_TABLE"])
-    streams = boto3.client("dynamodbstreams")
+    table = SESSION.client("dynamodb").describe_table(TableName=TABLE)
+    streams = SESSION.client("dynamodbstreams")
     arn = table["Table"]["LatestStreamArn"]
     records: list[dict[str, Any]] = []
     for shard in streams.describe_stream(StreamArn=arn)["StreamDescription"]["Shards"]:
@@ -777,16 +674,13 @@ def stream_records() -> list[dict[str, Any]]:
 def test_one_welcome_email_through_the_stream_however_often_it_is_delivered(
     school: School, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from moto.core.models import DEFAULT_ACCOUNT_ID  # noqa: PLC0415
-    from moto.ses.models import ses_backends  # noqa: PLC0415
-
     from functions.notifications import send_welcome_email  # noqa: PLC0415
     from learnflow_cli.local.services import matches_pattern  # noqa: PLC0415
 
     sender = "welcome@learnflow.com"
     monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", sender)
     deps.reset()
-    boto3.client("sesv2").create_email_identity(EmailIdentity=sender)
+    SESSION.client("sesv2").create_email_identity(EmailIdentity=sender)
     (function,) = stream_functions(load_template())
     course = school.course()
     asked = school.enroll(school.student(), course, send_welcome_email=True).body
@@ -801,12 +695,10 @@ def test_one_welcome_email_through_the_stream_however_often_it_is_delivered(
         and any(matches_pattern(pattern, record) for pattern in function.filter_patterns)
     ]
     assert [r["dynamodb"]["NewImage"]["id"]["S"] for r in mine] == [asked["id"]]
-    sent = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
-    before = len(sent)
+    before = len(sent_emails())
     for _ in range(3):  # the stream delivers at least once
         result = send_welcome_email.lambda_handler({"Records": mine}, Context())  # type: ignore[arg-type]
         assert result == {"batchItemFailures": []}
-    assert len(sent) == before + 1
-    (message,) = sent[before:]
+    (message,) = sent_emails()[before:]
     assert message.destinations["ToAddresses"] == [school.email_of(asked["student_id"])]
     assert "Course" in message.subject

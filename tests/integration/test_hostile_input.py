@@ -4,36 +4,22 @@ are not UTF-8, control characters, two Authorization headers, prices finer than 
 from __future__ import annotations
 
 import base64
-from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from functions.courses import create_course, update_course
 from functions.instructors import create_instructor
 from functions.students import create_student
 from learnflow import deps
 from learnflow.db.courses import CourseRepository
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV
 from tests.support.handlers import Caller, Context, Handler, Reply
 
 COURSE = '{"title": "T", "description": "D", "price": 10, "currency": "USD"}'
 
 
-@pytest.fixture(scope="module", autouse=True)
-def _table(table_spec: TableDefinition) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            boto3.client("dynamodb").create_table(
-                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
-            )
-            yield
+pytestmark = pytest.mark.usefixtures("module_table")
 
 
 def create(caller: Caller, body: str, **overrides: Any) -> Reply:

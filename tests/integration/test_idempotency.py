@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import TYPE_CHECKING, Annotated, Any, cast
 
-import boto3
 import pytest
 from aws_lambda_powertools.event_handler import Response
 from botocore.exceptions import ClientError
-from moto import mock_aws
 from pydantic import BaseModel, ConfigDict, Field
 
 from functions.courses import create_course, list_courses
@@ -24,43 +20,24 @@ from learnflow.db import keys
 from learnflow.db.courses import CourseRepository
 from learnflow.http import App, caller, make_app, respond
 from learnflow.idempotency import Claim, IdempotencyStore, Saved
-from learnflow.jsonio import dumps
-from learnflow.ratelimit import Allowance
-from learnflow.tenancy import Mode, Tenant
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV, load_event
+from learnflow.tenancy import Tenant
 from tests.support.dynamo_calls import count_dynamo_calls
+from tests.support.handlers import (
+    BareContext,
+    Caller,
+    Context,
+    FakeLimiter,
+    Reply,
+    invoke,
+    new_tenant,
+)
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
 KEY = "Idempotency-Key"
-# CPython 3.13.0 is slow when moto's deep calls straddle a frame-stack chunk under pytest's deep
-# stack (see tests/integration/test_courses.py); a worker thread runs handlers from a fresh stack.
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _table(table_spec: TableDefinition) -> Iterator[None]:
-    """moto's table from template.yaml, built once for the module: tests keep apart by tenant
-    (each gets a new account), so none sees another's records."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            deps.reset()
-            boto3.client("dynamodb").create_table(
-                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
-            )
-            yield
-    deps.reset()
-
-
-_accounts = iter(range(1, 1_000_000))
-
-
-def new_tenant(mode: Mode = "test") -> Tenant:
-    return Tenant(f"acct_{next(_accounts):024d}", mode)
+pytestmark = pytest.mark.usefixtures("module_table")
 
 
 @pytest.fixture
@@ -69,80 +46,9 @@ def tenant() -> Tenant:
 
 
 @pytest.fixture
-def table() -> Table:
+def table(module_table: Table) -> Table:
+    """The module's table, as the code sees it in this test (not the suite's table per test)."""
     return clients.table()
-
-
-class Context:
-    """A Lambda context; `remaining_ms=None` is one without get_remaining_time_in_millis."""
-
-    function_name = "idempotency"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:idempotency"
-    aws_request_id = "idem-1"
-
-    def __init__(self, remaining_ms: int = 9_000) -> None:
-        self.remaining_ms = remaining_ms
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining_ms
-
-
-class BareContext:
-    function_name = "idempotency"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:idempotency"
-    aws_request_id = "idem-2"
-
-
-@dataclass
-class FakeLimiter:
-    """Counts hits in memory (the DynamoDB limiter is tested elsewhere); refuses after `allow`."""
-
-    allow: int = 1000
-    hits: int = 0
-
-    def hit(self, tenant: Tenant, limit: int) -> Allowance:
-        if self.hits >= self.allow:
-            raise errors.RateLimitError("Too many requests.", headers={"Retry-After": "1"})
-        self.hits += 1
-        return Allowance(limit=limit, remaining=limit - self.hits, reset=1700000060)
-
-
-@dataclass
-class Reply:
-    status: int
-    headers: dict[str, str]
-    body: dict[str, Any]
-    text: str
-
-    @property
-    def replayed(self) -> bool:
-        return self.headers.get("Idempotent-Replayed") == "true"
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return dict(self.body["error"])
-
-    @property
-    def ok(self) -> bool:
-        return 200 <= self.status < 300
-
-
-def invoke(
-    handler: Callable[[dict[str, Any], Any], dict[str, Any]],
-    event: dict[str, Any],
-    context: object | None = None,
-) -> Reply:
-    result = _WORKER.submit(handler, event, context or Context()).result()
-    headers = dict(result.get("headers") or {})
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers[name] = values[-1]
-    text = str(result["body"])
-    return Reply(result["statusCode"], headers, json.loads(text, parse_float=Decimal), text)
-
-
-_requests = iter(range(1, 1_000_000))
 
 
 def request(
@@ -153,16 +59,11 @@ def request(
     body: dict[str, Any] | str | None = None,
     **overrides: Any,
 ) -> dict[str, Any]:
-    """An event from events/ for `tenant`, with its own request id and the key (if any)."""
-    authorizer = {"account_id": tenant.account_id, "mode": tenant.mode, "rate_limit": "1000"}
-    event = load_event(name, authorizer=authorizer | overrides.pop("authorizer", {}), **overrides)
+    """An event from events/ for `tenant` (1,000 requests a minute), with its own request id
+    and the key (if any)."""
     if body is not None:
-        event["body"] = body if isinstance(body, str) else dumps(body)
-    event["requestContext"]["requestId"] = f"req-{next(_requests):06d}"
-    if key is not None:
-        event["headers"][KEY] = key
-        event["multiValueHeaders"][KEY] = [key]
-    return event
+        overrides["body"] = body
+    return Caller(tenant.account_id, tenant.mode, rate_limit=1000).event(name, key=key, **overrides)
 
 
 def record(tenant: Tenant, key: str) -> dict[str, Any] | None:

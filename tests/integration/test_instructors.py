@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import json
 import re
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 import pytest
@@ -17,68 +13,18 @@ from functions.instructors import create_instructor, get_instructor, list_instru
 from learnflow import clients, deps, ids
 from learnflow.db import counters, keys
 from learnflow.db.instructors import InstructorRepository
-from learnflow.jsonio import dumps
-from learnflow.tenancy import Mode, Tenant
-from tests.conftest import load_event
 from tests.support.dynamo_calls import count_dynamo_calls
+from tests.support.handlers import Caller, Reply
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 
-# See tests/integration/test_courses.py: CPython 3.13.0's frame-stack chunks thrash under
-# pytest's deep stack; handlers run from a fresh thread's stack instead.
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
-
-
-class Context:
-    function_name = "instructors"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:instructors"
-    aws_request_id = "instructors-1"
-
-
-_accounts = iter(range(1, 1_000_000))
-
-
-def new_account() -> str:
-    return f"acct_{next(_accounts):024d}"
-
 
 @dataclass
-class Reply:
-    status: int
-    body: dict[str, Any]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return dict(self.body["error"])
-
-
-@dataclass
-class Api:
-    account_id: str = field(default_factory=new_account)
-    mode: Mode = "test"
-    permissions: str = "*"
-
-    @property
-    def tenant(self) -> Tenant:
-        return Tenant(self.account_id, self.mode)
-
-    def call(self, handler: Handler, event: str, **overrides: Any) -> Reply:
-        if isinstance(overrides.get("body"), dict):
-            overrides["body"] = dumps(overrides["body"])
-        authorizer = {
-            "account_id": self.account_id,
-            "mode": self.mode,
-            "permissions": self.permissions,
-            "rate_limit": "1000000",
-        }
-        event_data = load_event(event, authorizer=authorizer, **overrides)
-        result = _WORKER.submit(handler, event_data, Context()).result()
-        return Reply(result["statusCode"], json.loads(result["body"], parse_float=Decimal))
+class Api(Caller):
+    """The instructor routes, called as API Gateway calls them, for one caller."""
 
     def create(self, body: dict[str, Any] | str) -> Reply:
         return self.call(create_instructor.lambda_handler, "create_instructor", body=body)

@@ -12,24 +12,20 @@ from __future__ import annotations
 
 import itertools
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
-import requests
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from boto3.dynamodb.types import TypeSerializer
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from functions.authorizer import authorize
 from functions.courses import create_course, get_course, list_courses, update_course
 from functions.enrollments import (
     cancel_enrollment,
-    create_enrollment,
     get_enrollment,
     list_enrollments,
 )
@@ -42,117 +38,43 @@ from learnflow.db.accounts import AccountRepository
 from learnflow.keys import hash_secret
 from learnflow_cli.admin.service import Admin
 from learnflow_cli.local.stripe_server import StripeServer
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV, load_event
-from tests.support.handlers import Caller, Context, Reply
+from tests.support.aws import SENDER, SESSION, TABLE
+from tests.support.events import load_event
+from tests.support.handlers import Context
 from tests.support.iam import Policy, Request, Resolver, recording
+from tests.support.payments import faults
 from tests.support.sam import actions, role_statements, translated
+from tests.support.school import School as BaseSchool
 
-TABLE = FAKE_ENV["LEARNFLOW_TABLE"]
+if TYPE_CHECKING:
+    from mypy_boto3_dynamodb.service_resource import Table
+
 LAMBDA_CONTEXT: Any = Context()  # what the authorizer and the stream function are given
-SENDER = "no-reply@learnflow.com"
-SECRETS = {"test": "sk_test_" + "T" * 32, "live": "sk_live_" + "L" * 32}
 _n = itertools.count(1)
 
 
-@pytest.fixture(scope="module")
-def stripe_server() -> Iterator[StripeServer]:
-    server = StripeServer(port=0)
-    server.start()
-    yield server
-    server.stop()
+pytestmark = pytest.mark.usefixtures("module_table")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def _aws(table_spec: TableDefinition) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            boto3.client("dynamodb").create_table(**table_spec.create_table_kwargs(TABLE))
-            boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
-            yield
+def _verified_sender(module_table: Table) -> None:
+    SESSION.client("sesv2").create_email_identity(EmailIdentity=SENDER)
 
 
 @pytest.fixture(autouse=True)
-def _settings(stripe_server: StripeServer, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("LEARNFLOW_STRIPE_API_BASE", stripe_server.url)
+def _settings(local_stripe: StripeServer, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", SENDER)
-    for mode, secret in SECRETS.items():
-        monkeypatch.setenv(f"LEARNFLOW_STRIPE_SECRET_KEY_{mode.upper()}", secret)
-    requests.post(
-        stripe_server.url + "/_local/faults", json={"fail_next": 0, "delay_ms": 0}, timeout=5
-    )
     deps.reset()
 
 
 @dataclass
-class School(Caller):
-    """A tenant calling routes; `ok` insists on the status it expects."""
+class School(BaseSchool):
+    """Its courses are in one category, so the lists by category read something."""
 
-    def ok(self, status: int, handler: Callable[..., Any], event: str, **given: Any) -> Reply:
-        reply = self.call(handler, event, **given)
-        assert reply.status == status, reply.body
-        return reply
-
-    def instructor(self) -> str:
-        body = {"name": "Ada", "email": f"ada{next(_n)}@example.com"}
-        return str(
-            self.ok(201, create_instructor.lambda_handler, "create_instructor", body=body).body[
-                "id"
-            ]
-        )
-
-    def course(self, price: str = "49.99", *, instructor_id: str | None = None) -> str:
-        body: dict[str, Any] = {
-            "title": "Course",
-            "description": "What it teaches.",
-            "price": Decimal(price),
-            "currency": "USD",
-            "category": "science",
-        }
-        if instructor_id:
-            body["instructor_id"] = instructor_id
-        course_id = str(
-            self.ok(201, create_course.lambda_handler, "create_course", body=body).body["id"]
-        )
-        self.patch_course(course_id, {"status": "published"})
-        return course_id
-
-    def patch_course(self, course_id: str, body: dict[str, Any]) -> Reply:
-        return self.ok(
-            200,
-            update_course.lambda_handler,
-            "update_course",
-            path=f"/courses/{course_id}",
-            path_params={"course_id": course_id},
-            body=body,
-        )
-
-    def student(self) -> str:
-        body = {"email": f"s{next(_n)}@example.com", "name": "Grace"}
-        return str(
-            self.ok(201, create_student.lambda_handler, "create_student", body=body).body["id"]
-        )
-
-    def enroll(
-        self,
-        student_id: str,
-        course_id: str,
-        pm: str = "pm_card_visa",
-        *,
-        key: str | None = None,
-        **fields: Any,
-    ) -> Reply:
-        body = {"student_id": student_id, "course_id": course_id, "payment_method_id": pm}
-        return self.call(
-            create_enrollment.lambda_handler, "create_enrollment", body=body | fields, key=key
-        )
-
-
-def _stripe_faults(**settings: int) -> None:
-    base = os.environ["LEARNFLOW_STRIPE_API_BASE"]
-    requests.post(base + "/_local/faults", json=settings, timeout=5).raise_for_status()
+    def course(
+        self, price: str = "49.99", currency: str = "USD", *, publish: bool = True, **fields: Any
+    ) -> str:
+        return super().course(price, currency, publish=publish, **{"category": "science", **fields})
 
 
 def _by_id(path: str, name: str, object_id: str) -> dict[str, Any]:
@@ -273,7 +195,7 @@ def enrollments(school: School, function: str) -> None:
             assert school.enroll(other_id, free_id).status == 201
             # Stripe fails twice (the SDK retries once): the draft stays, its lease ended. The
             # next request for that pair finishes it first, then reads the pair again: 409.
-            _stripe_faults(fail_next=2)
+            faults(os.environ["LEARNFLOW_STRIPE_API_BASE"], fail_next=2)
             assert school.enroll(third_id, course_id).status == 502
             assert school.enroll(third_id, course_id).status == 409
         RECORDED[function] = calls

@@ -25,6 +25,8 @@ TABLE = "local-moto"
 LIMITS = moto_server.Limits(max_stream_records=50, max_shard_iterators=20, sweep_seconds=0.2)
 WAIT_SECONDS = 5.0
 
+pytestmark = pytest.mark.aws  # a moto process of its own
+
 
 def _session() -> boto3.session.Session:
     # Module-scoped fixtures run before the suite's per-test fake AWS settings: say it all here.

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -12,32 +11,13 @@ from aws_lambda_powertools.event_handler import Response
 
 from functions.authorizer import authorize
 from learnflow.http import App, caller, make_app, respond
-from learnflow.ratelimit import Allowance
 from learnflow.tenancy import Tenant
 from learnflow_cli.admin.service import Admin
+from tests.support.events import LoadEvent
+from tests.support.handlers import BareContext, FakeLimiter
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
-
-LoadEvent = Callable[..., dict[str, Any]]
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "ctx-1"
-
-
-@dataclass
-class FakeLimiter:
-    """In memory, never refuses: this test is about permissions."""
-
-    hits: list[tuple[Tenant, int]] = field(default_factory=list)
-
-    def hit(self, tenant: Tenant, limit: int) -> Allowance:
-        self.hits.append((tenant, limit))
-        return Allowance(limit=limit, remaining=limit - len(self.hits), reset=1_700_000_060)
 
 
 @dataclass
@@ -73,13 +53,13 @@ def authorizer_context(load_event: LoadEvent, secret: str) -> dict[str, Any]:
     """What API Gateway puts in `requestContext.authorizer`: the authorizer's context and the
     principal id."""
     event = load_event("authorizer_token", authorizationToken=f"Bearer {secret}")
-    policy = authorize.lambda_handler(event, Context())  # type: ignore[arg-type]
+    policy = authorize.lambda_handler(event, BareContext())  # type: ignore[arg-type]
     return {"principalId": policy["principalId"], **policy["context"]}
 
 
 def call(app: App, event: dict[str, Any], context: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     event["requestContext"]["authorizer"] = context
-    result = app.resolve(event, Context())  # type: ignore[arg-type]
+    result = app.resolve(event, BareContext())  # type: ignore[arg-type]
     return result["statusCode"], json.loads(result["body"])
 
 
@@ -136,7 +116,7 @@ def test_a_403_carries_the_rate_limit_headers(load_event: LoadEvent, admin: Admi
     context = authorizer_context(load_event, key["secret"])
     event = write_event(load_event)
     event["requestContext"]["authorizer"] = context
-    result = Routes().write.resolve(event, Context())  # type: ignore[arg-type]
+    result = Routes().write.resolve(event, BareContext())  # type: ignore[arg-type]
     headers = dict(result.get("headers") or {})
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = values[-1]

@@ -5,15 +5,13 @@ answers with the same object and writes nothing twice."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-import boto3
 import pytest
 from botocore.exceptions import ClientError
-from moto import mock_aws
 
 from functions.courses import create_course, update_course
 from functions.instructors import create_instructor
@@ -23,21 +21,9 @@ from learnflow.db.courses import CourseRepository
 from learnflow.db.instructors import InstructorRepository
 from learnflow.db.students import StudentRepository
 from learnflow.tenancy import Tenant
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV
 from tests.support.handlers import Caller, Context, Handler
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _table(table_spec: TableDefinition) -> Iterator[None]:
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            boto3.client("dynamodb").create_table(
-                **table_spec.create_table_kwargs(FAKE_ENV["LEARNFLOW_TABLE"])
-            )
-            yield
+pytestmark = pytest.mark.usefixtures("module_table")
 
 
 class Crash(BaseException):
@@ -137,21 +123,27 @@ def test_a_5xx_after_the_write_then_a_retry_answers_the_same_object_once(
     assert create.count(caller.tenant) == 1
 
 
+def crash_after_the_first(monkeypatch: pytest.MonkeyPatch, repository: type, method: str) -> None:
+    """The first call of `repository.method` completes, then the invocation dies (`Crash`);
+    later calls run as they are."""
+    original = getattr(repository, method)
+    calls: list[None] = []
+
+    def crash_once(self: Any, *args: Any) -> Any:
+        done = original(self, *args)
+        calls.append(None)
+        if len(calls) == 1:
+            raise Crash
+        return done
+
+    monkeypatch.setattr(repository, method, crash_once)
+
+
 def test_a_patch_retried_after_a_crash_is_applied_once(monkeypatch: pytest.MonkeyPatch) -> None:
     caller = Caller()
     course = caller.call(create_course.lambda_handler, "create_course", body=CREATES[0].body)
     course_id = course.body["id"]
-    original = CourseRepository.save
-    saves: list[int] = []
-
-    def save(self: Any, *args: Any) -> Any:
-        saved = original(self, *args)
-        saves.append(1)
-        if len(saves) == 1:
-            raise Crash
-        return saved
-
-    monkeypatch.setattr(CourseRepository, "save", save)
+    crash_after_the_first(monkeypatch, CourseRepository, "save")
     patch = {"status": "published", "metadata": {"wave": "1"}}
     call: dict[str, Any] = {
         "path": f"/courses/{course_id}",
@@ -182,17 +174,7 @@ def test_a_student_email_change_retried_after_a_crash_moves_the_address_once(
         body={"email": "old@example.com", "name": "Ada"},
     )
     student_id = created.body["id"]
-    original = StudentRepository._save
-    saves: list[int] = []
-
-    def save(self: Any, *args: Any) -> Any:
-        saved = original(self, *args)
-        saves.append(1)
-        if len(saves) == 1:
-            raise Crash
-        return saved
-
-    monkeypatch.setattr(StudentRepository, "_save", save)
+    crash_after_the_first(monkeypatch, StudentRepository, "_save")
     call: dict[str, Any] = {
         "path": f"/students/{student_id}",
         "path_params": {"student_id": student_id},

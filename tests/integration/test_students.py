@@ -1,9 +1,9 @@
 """Students in-process: the four routes' handlers fed events/, over moto's table (template.yaml).
 
-Each test has a fresh table, and each `Api()` is an account of its own. Calls run one at a time
-on a worker thread (see tests/integration/test_courses.py: CPython 3.13.0's frame-stack chunks
-thrash under pytest's deep stack), except in the race tests, which call separate copies of the
-handlers from several threads at once, as separate Lambda containers would.
+The module shares one table, and each `Api()` is an account of its own. Calls run one at a time
+on a worker thread (tests/support/handlers.py: CPython 3.13.0's frame-stack chunks thrash under
+pytest's deep stack), except in the race tests, which call separate copies of the handlers from
+several threads at once, as separate Lambda containers would.
 """
 
 from __future__ import annotations
@@ -11,125 +11,42 @@ from __future__ import annotations
 import base64
 import builtins
 import itertools
-import json
 import re
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from decimal import Decimal
+from dataclasses import dataclass
 from types import ModuleType
 from typing import Any
 
-import boto3
 import pytest
-from moto import mock_aws
 
 from functions.students import create_student, get_student, list_students, update_student
-from learnflow import deps, ids
-from learnflow.jsonio import dumps
-from learnflow.tenancy import Mode, Tenant
-from learnflow_cli.template import TableDefinition
-from tests.conftest import FAKE_ENV, load_event
-from tests.support.handlers import container_copy
+from learnflow import ids
+from tests.support.handlers import Caller, Context, Reply, container_copy, invoke, parse
 from tests.support.handlers import separate_containers as containers
+from tests.support.pages import walk_backward, walk_forward
 
-Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 STUDENT_ID = re.compile(r"^stu_[0-9A-Za-z]{24}$")
 ISO = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
 STUDENT_FIELDS = {"id", "object", "email", "name", "metadata", "livemode", "created_at"}
-MAX_PAGES = 50  # bounded walks
 RACERS = 8
 
-_WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
-
-
-class Context:
-    function_name = "students"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:students"
-    aws_request_id = "students-1"
-
-
-_accounts = iter(range(1, 1_000_000))
-
-
-def new_account() -> str:
-    return f"acct_{next(_accounts):024d}"
+pytestmark = pytest.mark.usefixtures("module_table")
 
 
 @dataclass
-class Reply:
-    status: int
-    body: dict[str, Any]
-    text: str
-    headers: dict[str, str]
-
-    @property
-    def error(self) -> dict[str, Any]:
-        return dict(self.body["error"])
-
-
-def to_reply(result: dict[str, Any]) -> Reply:
-    text = str(result["body"])
-    headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
-    for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers[str(name)] = str(values[0])
-    return Reply(int(result["statusCode"]), json.loads(text, parse_float=Decimal), text, headers)
-
-
-def invoke(handler: Handler, event: dict[str, Any]) -> Reply:
-    """One invocation, on the worker thread."""
-    return to_reply(_WORKER.submit(handler, event, Context()).result())
-
-
-@dataclass
-class Api:
+class Api(Caller):
     """The student routes, called as API Gateway calls them, for one caller."""
-
-    account_id: str = field(default_factory=new_account)
-    mode: Mode = "test"
-    permissions: str = "*"
-
-    @property
-    def tenant(self) -> Tenant:
-        return Tenant(self.account_id, self.mode)
-
-    def as_mode(self, mode: Mode) -> Api:
-        return Api(self.account_id, mode, self.permissions)
-
-    def event(
-        self, name: str, *, idempotency_key: str | None = None, **overrides: Any
-    ) -> dict[str, Any]:
-        if isinstance(overrides.get("body"), dict):
-            overrides["body"] = dumps(overrides["body"])
-        authorizer = {
-            "account_id": self.account_id,
-            "mode": self.mode,
-            "permissions": self.permissions,
-            "rate_limit": "1000000",
-        }
-        event = load_event(name, authorizer=authorizer, **overrides)
-        if idempotency_key is not None:
-            event["headers"]["Idempotency-Key"] = idempotency_key
-            event["multiValueHeaders"]["Idempotency-Key"] = [idempotency_key]
-        return event
-
-    def call(self, handler: Handler, name: str, **overrides: Any) -> Reply:
-        return invoke(handler, self.event(name, **overrides))
 
     # --- the four routes ---
 
     def create_event(self, body: Any, *, key: str | None = None) -> dict[str, Any]:
-        return self.event("create_student", body=body, idempotency_key=key)
+        return self.event("create_student", body=body, key=key)
 
     def create(self, body: Any, *, key: str | None = None, **overrides: Any) -> Reply:
         return self.call(
-            create_student.lambda_handler,
-            "create_student",
-            body=body,
-            idempotency_key=key,
-            **overrides,
+            create_student.lambda_handler, "create_student", body=body, key=key, **overrides
         )
 
     def get(self, student_id: str) -> Reply:
@@ -146,18 +63,11 @@ class Api:
             path=f"/students/{student_id}",
             path_params={"student_id": student_id},
             body=body,
-            idempotency_key=key,
+            key=key,
         )
 
     def patch(self, student_id: str, body: Any, *, key: str | None = None) -> Reply:
-        return self.call(
-            update_student.lambda_handler,
-            "update_student",
-            path=f"/students/{student_id}",
-            path_params={"student_id": student_id},
-            body=body,
-            idempotency_key=key,
-        )
+        return invoke(update_student.lambda_handler, self.patch_event(student_id, body, key=key))
 
     def list(self, **query: str) -> Reply:
         return self.call(list_students.lambda_handler, "list_students", query=query)
@@ -197,57 +107,8 @@ def assert_not_found(reply: Reply) -> None:
     assert error.get("param") in (None, "id"), error
 
 
-def walk_forward(api: Api, limit: int, **filters: str) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    cursor: dict[str, str] = {}
-    for _ in range(MAX_PAGES):
-        reply = api.list(**filters, limit=str(limit), **cursor)
-        assert reply.status == 200, reply.body
-        pages.append(reply.body)
-        if not reply.body["has_more"]:
-            return pages
-        cursor = {"starting_after": reply.body["data"][-1]["id"]}
-    pytest.fail("the list never ended")
-
-
-def walk_backward(api: Api, limit: int, oldest: str) -> list[dict[str, Any]]:
-    pages: list[dict[str, Any]] = []
-    cursor = oldest
-    for _ in range(MAX_PAGES):
-        reply = api.list(limit=str(limit), ending_before=cursor)
-        assert reply.status == 200, reply.body
-        pages.append(reply.body)
-        if not reply.body["has_more"]:
-            return pages
-        cursor = reply.body["data"][0]["id"]
-    pytest.fail("the list never ended")
-
-
 def listed_ids(api: Api, limit: int = 7) -> list[str]:
     return [s["id"] for page in walk_forward(api, limit) for s in page["data"]]
-
-
-@pytest.fixture(scope="module")
-def _moto() -> Iterator[None]:
-    """moto's in-memory AWS for the whole module (starting it per test costs far more)."""
-    with pytest.MonkeyPatch.context() as env:
-        for name, value in FAKE_ENV.items():
-            env.setenv(name, value)
-        with mock_aws():
-            yield
-
-
-@pytest.fixture(autouse=True)
-def _table(_moto: None, table_spec: TableDefinition) -> None:
-    """A fresh, empty table from template.yaml for each test. Not one table for the module:
-    moto deep-copies the whole table on every TransactWriteItems, so a shared table would make
-    each create slower than the one before."""
-    client = boto3.client("dynamodb")
-    name = FAKE_ENV["LEARNFLOW_TABLE"]
-    if name in client.list_tables()["TableNames"]:
-        client.delete_table(TableName=name)
-    client.create_table(**table_spec.create_table_kwargs(name))
-    deps.reset()
 
 
 # =========================================================================== POST /students
@@ -656,7 +517,7 @@ def test_walking_the_list_gives_full_pages_newest_first_with_no_gap() -> None:
         assert [s["id"] for p in pages for s in p["data"]] == newest_first, limit
     backward = {5: [5, 5, 2], 4: [4, 4, 4], 12: [12], 100: [12]}
     for limit, sizes in backward.items():
-        pages = walk_backward(api, limit, oldest=created[0])
+        pages = walk_backward(api, limit, created[0])
         assert [len(p["data"]) for p in pages] == sizes, limit
         assert [p["has_more"] for p in pages] == [True] * (len(sizes) - 1) + [False], limit
         assert all(p["total_count"] == 13 for p in pages)
@@ -1136,7 +997,7 @@ def race(module: ModuleType, events: list[dict[str, Any]]) -> tuple[list[Reply],
 
     with ThreadPoolExecutor(max_workers=len(events), thread_name_prefix="container") as pool:
         results = list(pool.map(run, range(len(events))))
-    return [to_reply(r) for r in results], in_flight[1]
+    return [parse(r) for r in results], in_flight[1]
 
 
 CASES = [

@@ -5,45 +5,22 @@ from __future__ import annotations
 import copy
 import importlib
 import time
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-import boto3
 import pytest
 from aws_lambda_powertools.utilities.batch.exceptions import BatchProcessingError
 from botocore.exceptions import ClientError
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
 
 from learnflow import clients
 from learnflow.db import keys
 from learnflow.notifications import RecipientUnavailableError, WelcomeInProgressError
 from learnflow.tenancy import Tenant
+from tests.support.aws import SENDER, SESSION, recipients, sent_emails
+from tests.support.events import LoadEvent
+from tests.support.handlers import Context, Handler
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
-
-SENDER = "no-reply@learnflow.com"
-LoadEvent = Callable[..., dict[str, Any]]
-Handler = Callable[..., dict[str, Any]]
-
-
-class Context:
-    function_name = "SendWelcomeEmailFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:welcome"
-    aws_request_id = "ctx-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 10_000
-
-
-def _sent() -> list[Any]:
-    return list(ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages)
-
-
-def _recipients() -> list[str]:
-    return sorted(to for message in _sent() for to in message.destinations["ToAddresses"])
 
 
 @pytest.fixture
@@ -55,7 +32,7 @@ def handler(table: Table, monkeypatch: pytest.MonkeyPatch) -> Handler:
 
 @pytest.fixture
 def verified_sender(table: Table) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
+    SESSION.client("sesv2").create_email_identity(EmailIdentity=SENDER)
 
 
 def _image(record: dict[str, Any]) -> dict[str, Any]:
@@ -122,7 +99,7 @@ def _failures(result: dict[str, Any]) -> list[str]:
 def _whole_batch_error(handler: Handler, event: dict[str, Any]) -> BaseException | None:
     """A batch whose every record failed raises (Lambda retries it whole): the record's error."""
     with pytest.raises(BatchProcessingError) as raised:
-        handler(event, Context())
+        handler(event, Context(10_000))
     ((_, error, _),) = raised.value.child_exceptions
     return error
 
@@ -136,9 +113,9 @@ def test_sends_one_welcome_email(
 ) -> None:
     event = load_event("stream_enrollment_insert")
     _seed(table, event["Records"][0])
-    result = handler(event, Context())
+    result = handler(event, Context(10_000))
     assert result == {"batchItemFailures": []}
-    (message,) = _sent()
+    (message,) = sent_emails()
     assert message.destinations["ToAddresses"] == ["ada@example.com"]
     assert message.source == SENDER
     assert "Intro to Python" in message.subject
@@ -158,8 +135,8 @@ def test_a_record_that_did_not_ask_sends_nothing(
     event = load_event("stream_enrollment_insert")
     _seed(table, event["Records"][0])
     _image(event["Records"][0])["welcome_email"] = {"S": "not_requested"}
-    assert handler(event, Context()) == {"batchItemFailures": []}
-    assert _sent() == []
+    assert handler(event, Context(10_000)) == {"batchItemFailures": []}
+    assert sent_emails() == []
     assert _claim(table, event["Records"][0]) is None
 
 
@@ -168,9 +145,9 @@ def test_the_same_record_delivered_twice_sends_one_email(
 ) -> None:
     event = load_event("stream_enrollment_insert")
     _seed(table, event["Records"][0])
-    assert handler(event, Context()) == {"batchItemFailures": []}
-    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
-    assert _recipients() == ["ada@example.com"]
+    assert handler(event, Context(10_000)) == {"batchItemFailures": []}
+    assert handler(copy.deepcopy(event), Context(10_000)) == {"batchItemFailures": []}
+    assert recipients() == ["ada@example.com"]
 
 
 def test_redelivered_batch_after_a_failed_record_mails_each_student_once(
@@ -195,11 +172,11 @@ def test_redelivered_batch_after_a_failed_record_mails_each_student_once(
 
     clients.ses().meta.events.register("before-parameter-build.sesv2.SendEmail", throttle)
 
-    assert _failures(handler(event, Context())) == [_sequence(second)]
-    assert _recipients() == ["ada@example.com", "cy@example.com"]
+    assert _failures(handler(event, Context(10_000))) == [_sequence(second)]
+    assert recipients() == ["ada@example.com", "cy@example.com"]
     # Lambda resumes from the failed record; delivering the whole batch again is the harder case.
-    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
-    assert _recipients() == ["ada@example.com", "bob@example.com", "cy@example.com"]
+    assert handler(copy.deepcopy(event), Context(10_000)) == {"batchItemFailures": []}
+    assert recipients() == ["ada@example.com", "bob@example.com", "cy@example.com"]
 
 
 def test_failed_send_is_reported_for_that_record_only(
@@ -212,7 +189,7 @@ def test_failed_send_is_reported_for_that_record_only(
     second["dynamodb"]["SequenceNumber"] = "999"
     _image(second)["welcome_email"] = {"S": "not_requested"}
     event["Records"].append(second)
-    result = handler(event, Context())
+    result = handler(event, Context(10_000))
     assert _failures(result) == [_sequence(event["Records"][0])]
 
 
@@ -227,9 +204,9 @@ def test_failed_send_releases_the_claim_so_the_retry_sends(
     assert error.response["Error"]["Code"] == "MessageRejected"
     assert _claim(table, record) is None
 
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
-    assert handler(copy.deepcopy(event), Context()) == {"batchItemFailures": []}
-    assert _recipients() == ["ada@example.com"]
+    SESSION.client("sesv2").create_email_identity(EmailIdentity=SENDER)
+    assert handler(copy.deepcopy(event), Context(10_000)) == {"batchItemFailures": []}
+    assert recipients() == ["ada@example.com"]
     claim = _claim(table, record)
     assert claim is not None
     assert claim["status"] == "sent"
@@ -264,7 +241,7 @@ def test_unprocessed_keys_fail_the_record_instead_of_skipping_it(
     _seed(table, record)
     _leave_keys_unprocessed(times=100)
     assert isinstance(_whole_batch_error(handler, event), RecipientUnavailableError)
-    assert _sent() == []
+    assert sent_emails() == []
     assert _claim(table, record) is None
 
 
@@ -274,8 +251,8 @@ def test_unprocessed_keys_are_asked_for_again(
     event = load_event("stream_enrollment_insert")
     _seed(table, event["Records"][0])
     _leave_keys_unprocessed(times=1)
-    assert handler(event, Context()) == {"batchItemFailures": []}
-    assert _recipients() == ["ada@example.com"]
+    assert handler(event, Context(10_000)) == {"batchItemFailures": []}
+    assert recipients() == ["ada@example.com"]
 
 
 def _put_sending_claim(table: Table, record: dict[str, Any], *, lease_until: int) -> None:
@@ -300,8 +277,8 @@ def test_stale_sending_claim_is_taken_over_and_sent(
     record = event["Records"][0]
     _seed(table, record)
     _put_sending_claim(table, record, lease_until=int(time.time()) - 60)
-    assert handler(event, Context()) == {"batchItemFailures": []}
-    (message,) = _sent()
+    assert handler(event, Context(10_000)) == {"batchItemFailures": []}
+    (message,) = sent_emails()
     claim = _claim(table, record)
     assert claim is not None
     assert (claim["status"], claim["message_id"]) == ("sent", message.id)
@@ -316,7 +293,7 @@ def test_live_sending_claim_fails_the_record_without_sending(
     _seed(table, record)
     _put_sending_claim(table, record, lease_until=int(time.time()) + 60)
     assert isinstance(_whole_batch_error(handler, event), WelcomeInProgressError)
-    assert _sent() == []
+    assert sent_emails() == []
     claim = _claim(table, record)
     assert claim is not None
     assert (claim["status"], claim["claim_token"]) == ("sending", "other-invocation")
@@ -327,6 +304,6 @@ def test_missing_student_is_skipped_not_retried(
 ) -> None:
     event = load_event("stream_enrollment_insert")
     _seed(table, event["Records"][0], student=False)
-    assert handler(event, Context()) == {"batchItemFailures": []}
-    assert _sent() == []
+    assert handler(event, Context(10_000)) == {"batchItemFailures": []}
+    assert sent_emails() == []
     assert _claim(table, event["Records"][0]) is None

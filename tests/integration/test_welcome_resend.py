@@ -7,50 +7,23 @@ import json
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-import boto3
-import click
 import pytest
 from boto3.dynamodb.types import TypeSerializer
 from botocore.client import BaseClient
 from botocore.exceptions import ClientError
-from click.testing import CliRunner, Result
-from moto.core.models import DEFAULT_ACCOUNT_ID
-from moto.ses.models import ses_backends
 
 from learnflow import clients
 from learnflow.db import keys
 from learnflow.tenancy import Tenant
-from learnflow_cli.admin.commands import keys as keys_group
 from learnflow_cli.admin.service import Admin
-from learnflow_cli.admin.welcome import welcome
+from tests.support.aws import SENDER, SESSION, recipients, sent_emails
+from tests.support.cli import run, run_json
 
 if TYPE_CHECKING:
     from mypy_boto3_dynamodb.service_resource import Table
 
-SENDER = "no-reply@learnflow.com"
 BUCKET = "learnflow-welcome-failures"
 TENANT = Tenant("acct_0Vc6yUrMOxvHfKBXzkSl1tWx", "test")
-_SESSION = boto3.session.Session()
-
-
-@click.group()
-def cli() -> None:
-    """The groups as `learnflow` mounts them."""
-
-
-cli.add_command(welcome)
-cli.add_command(keys_group)
-
-
-def run(*args: str) -> Result:
-    return CliRunner().invoke(cli, list(args), obj=_SESSION, catch_exceptions=False)
-
-
-def run_json(*args: str, code: int = 0) -> dict[str, Any]:
-    result = run(*args, "--json")
-    assert result.exit_code == code, result.output
-    value: dict[str, Any] = json.loads(result.stdout)
-    return value
 
 
 @pytest.fixture
@@ -58,14 +31,9 @@ def bucket(table: Table, monkeypatch: pytest.MonkeyPatch) -> str:
     # The command sets these for the stream function's code; monkeypatch restores them.
     monkeypatch.setenv("LEARNFLOW_SENDER_EMAIL", SENDER)
     monkeypatch.setenv("LEARNFLOW_TABLE", table.name)
-    boto3.client("s3").create_bucket(Bucket=BUCKET)
-    boto3.client("sesv2").create_email_identity(EmailIdentity=SENDER)
+    SESSION.client("s3").create_bucket(Bucket=BUCKET)
+    SESSION.client("sesv2").create_email_identity(EmailIdentity=SENDER)
     return BUCKET
-
-
-def _sent() -> list[str]:
-    messages = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
-    return sorted(to for message in messages for to in message.destinations["ToAddresses"])
 
 
 def _enrollment(table: Table, n: int, *, status: str = "active") -> dict[str, Any]:
@@ -130,12 +98,12 @@ def _failure(records: list[dict[str, Any]], *, as_text: bool = True) -> dict[str
 def _put(name: str, document: dict[str, Any] | bytes) -> str:
     key = f"aws/lambda/0b5c3e2a-uuid/shardId-1/2026/11/29/{name}"
     body = document if isinstance(document, bytes) else json.dumps(document).encode()
-    boto3.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
+    SESSION.client("s3").put_object(Bucket=BUCKET, Key=key, Body=body)
     return key
 
 
 def _files() -> list[str]:
-    listed = boto3.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])
+    listed = SESSION.client("s3").list_objects_v2(Bucket=BUCKET).get("Contents", [])
     return [str(item["Key"]) for item in listed]
 
 
@@ -146,14 +114,14 @@ def test_resends_each_failed_record_once_and_deletes_the_file(table: Table, buck
 
     report = run_json("welcome", "resend", "--bucket", bucket)
 
-    assert _sent() == ["student1@example.com", "student2@example.com"]
+    assert recipients() == ["student1@example.com", "student2@example.com"]
     assert [r["outcome"] for r in report["records"]] == ["sent", "sent", "already_sent"]
     assert report["outcomes"] == {"sent": 2, "already_sent": 1}
     assert _files() == []
     assert sorted(report["deleted"]) == sorted(report["files"])
     # Run again: nothing left, nothing sent.
     assert run_json("welcome", "resend", "--bucket", bucket)["files"] == []
-    assert len(_sent()) == 2
+    assert len(recipients()) == 2
 
 
 def test_a_mail_the_stream_function_already_sent_is_not_sent_again(
@@ -172,7 +140,7 @@ def test_a_mail_the_stream_function_already_sent_is_not_sent_again(
     report = run_json("welcome", "resend", "--bucket", bucket)
 
     assert report["outcomes"] == {"already_sent": 1}
-    assert _sent() == []
+    assert recipients() == []
     assert _files() == []
 
 
@@ -182,7 +150,7 @@ def test_a_cancelled_enrollment_gets_no_welcome(table: Table, bucket: str) -> No
     report = run_json("welcome", "resend", "--bucket", bucket)
 
     assert report["outcomes"] == {"not_active": 1}
-    assert _sent() == []
+    assert recipients() == []
 
 
 def test_dry_run_sends_and_deletes_nothing(table: Table, bucket: str) -> None:
@@ -191,7 +159,7 @@ def test_dry_run_sends_and_deletes_nothing(table: Table, bucket: str) -> None:
     report = run_json("welcome", "resend", "--bucket", bucket, "--dry-run")
 
     assert report["outcomes"] == {"would_send": 1}
-    assert _sent() == []
+    assert recipients() == []
     assert _files() == [key]
 
 
@@ -226,7 +194,7 @@ def test_a_record_that_fails_again_keeps_its_file_and_fails_the_command(
 def test_bucket_table_and_sender_come_from_the_stack(
     table: Table, bucket: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    boto3.client("sesv2").create_email_identity(EmailIdentity="hello@learnflow.com")
+    SESSION.client("sesv2").create_email_identity(EmailIdentity="hello@learnflow.com")
     template = {
         "Parameters": {"SenderEmail": {"Type": "String"}},
         "Resources": {"Placeholder": {"Type": "AWS::CloudFormation::WaitConditionHandle"}},
@@ -235,7 +203,7 @@ def test_bucket_table_and_sender_come_from_the_stack(
             "TableName": {"Value": table.name},
         },
     }
-    boto3.client("cloudformation").create_stack(
+    SESSION.client("cloudformation").create_stack(
         StackName="learnflow",
         TemplateBody=json.dumps(template),
         Parameters=[{"ParameterKey": "SenderEmail", "ParameterValue": "hello@learnflow.com"}],
@@ -247,8 +215,7 @@ def test_bucket_table_and_sender_come_from_the_stack(
 
     assert result.exit_code == 0, result.output
     assert "sent" in result.stdout
-    messages = ses_backends[DEFAULT_ACCOUNT_ID]["us-east-1"].sent_messages
-    assert [m.source for m in messages] == ["hello@learnflow.com"]
+    assert [m.source for m in sent_emails()] == ["hello@learnflow.com"]
 
 
 def test_without_a_bucket_it_is_a_clean_error(table: Table) -> None:

@@ -1,8 +1,19 @@
 """Calling route handlers as API Gateway calls them, for one caller: events from events/, the
-authorizer's context, a Lambda context, and the answer parsed with exact decimals."""
+authorizer's context, a Lambda context, and the answer parsed with exact decimals.
+
+- `Caller()`: a new account (test mode, a secret key) calling routes: `call(handler, event,
+  body=..., key=..., path_params=..., query=...)` returns a `Reply`; subclass it for a
+  resource's own helpers (`as_mode` keeps the subclass).
+- `invoke(handler, event)`: any event (already built) through a handler, answer parsed.
+- `Context(remaining_ms)` / `BareContext()`: a Lambda context with / without
+  `get_remaining_time_in_millis`.
+- `FakeLimiter`: an in-memory rate limiter for apps built with `make_app` in a test.
+- `container_copy` and `separate_containers`: handlers running at once, as separate containers.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 import importlib.util
 import itertools
 import json
@@ -14,15 +25,17 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, Self
 
 import pytest
 from botocore.client import BaseClient
 
+from learnflow import errors
 from learnflow.http import App
 from learnflow.jsonio import dumps
+from learnflow.ratelimit import Allowance
 from learnflow.tenancy import Mode, Tenant
-from tests.conftest import load_event
+from tests.support.events import load_event
 
 Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 
@@ -33,15 +46,20 @@ Handler = Callable[[dict[str, Any], Any], dict[str, Any]]
 _WORKER = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lambda")
 _accounts = itertools.count(1)
 _requests = itertools.count(1)
+_OWN_BODY = object()  # no `body` given: the event file's own
 
 
-class Context:
-    """A Lambda context with `remaining_ms` left to run."""
+class BareContext:
+    """A Lambda context without `get_remaining_time_in_millis` (as some callers pass)."""
 
     function_name = "learnflow"
     memory_limit_in_mb = 512
     invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:learnflow"
     aws_request_id = "learnflow-1"
+
+
+class Context(BareContext):
+    """A Lambda context with `remaining_ms` left to run."""
 
     def __init__(self, remaining_ms: int = 9_000) -> None:
         self.remaining_ms = remaining_ms
@@ -65,9 +83,18 @@ class Reply:
     def replayed(self) -> bool:
         return self.headers.get("Idempotent-Replayed") == "true"
 
+    @property
+    def ok(self) -> bool:
+        return 200 <= self.status < 300
+
 
 def new_account() -> str:
+    """An account id no other test uses."""
     return f"acct_{next(_accounts):024d}"
+
+
+def new_tenant(mode: Mode = "test") -> Tenant:
+    return Tenant(new_account(), mode)
 
 
 @dataclass
@@ -83,27 +110,31 @@ class Caller:
     def tenant(self) -> Tenant:
         return Tenant(self.account_id, self.mode)
 
-    def as_mode(self, mode: Mode) -> Caller:
-        return Caller(self.account_id, mode, self.permissions, self.rate_limit)
+    def as_mode(self, mode: Mode) -> Self:
+        """The same account (and key rights) in `mode`."""
+        return dataclasses.replace(self, mode=mode)
 
     def event(
         self,
         event: str,
         *,
         key: str | None = None,
-        body: dict[str, Any] | str | None = None,
+        authorizer: dict[str, str] | None = None,
         **overrides: Any,
     ) -> dict[str, Any]:
-        """`events/<event>.json` for this caller, with its own request id."""
-        authorizer = {
+        """`events/<event>.json` for this caller, with its own request id and `overrides` (as
+        `load_event` takes them; a `body` that is no string is JSON with exact decimals);
+        `key` is sent as the Idempotency-Key, `authorizer` changes the authorizer's context."""
+        context = {
             "account_id": self.account_id,
             "mode": self.mode,
             "permissions": self.permissions,
             "rate_limit": str(self.rate_limit),
         }
-        data = load_event(event, authorizer=authorizer, **overrides)
-        if body is not None:
-            data["body"] = body if isinstance(body, str) else dumps(body)  # exact decimals
+        body = overrides.pop("body", _OWN_BODY)
+        data = load_event(event, authorizer=context | (authorizer or {}), **overrides)
+        if body is not _OWN_BODY:
+            data["body"] = body if body is None or isinstance(body, str) else dumps(body)
         data["requestContext"]["requestId"] = f"req-{next(_requests):08d}"
         if key is not None:
             data["headers"]["Idempotency-Key"] = key
@@ -115,23 +146,53 @@ class Caller:
         handler: Handler,
         event: str,
         *,
-        context: Context | None = None,
+        context: object | None = None,
         direct: bool = False,
         **overrides: Any,
     ) -> Reply:
         """Run `handler` on the event; `direct` runs it on this thread (for concurrent calls)."""
-        data = self.event(event, **overrides)
-        if direct:
-            return parse(handler(data, context or Context()))
-        return parse(_WORKER.submit(handler, data, context or Context()).result())
+        return invoke(handler, self.event(event, **overrides), context, direct=direct)
+
+
+def invoke(
+    handler: Handler, event: dict[str, Any], context: object | None = None, *, direct: bool = False
+) -> Reply:
+    """One invocation of `handler` with `event` (a `Context()` unless given), on the worker
+    thread unless `direct`."""
+    if direct:
+        return parse(handler(event, context or Context()))
+    return parse(_WORKER.submit(handler, event, context or Context()).result())
 
 
 def parse(result: dict[str, Any]) -> Reply:
     text = str(result["body"])
-    headers = dict(result.get("headers") or {})
+    headers = {str(k): str(v) for k, v in (result.get("headers") or {}).items()}
     for name, values in (result.get("multiValueHeaders") or {}).items():
-        headers[name] = values[-1]
-    return Reply(result["statusCode"], json.loads(text, parse_float=Decimal), text, headers)
+        headers[str(name)] = str(values[-1])
+    return Reply(int(result["statusCode"]), json.loads(text, parse_float=Decimal), text, headers)
+
+
+@dataclass
+class FakeLimiter:
+    """The rate limiter in memory (the DynamoDB one is tested on its own): counts each hit, and
+    refuses as `DynamoDBLimiter` does once `allow` hits are used."""
+
+    allow: int = 1000
+    hits: list[tuple[Tenant, int]] = field(default_factory=list)
+
+    def hit(self, tenant: Tenant, limit: int) -> Allowance:
+        if len(self.hits) >= self.allow:
+            raise errors.RateLimitError(
+                "Too many requests.",
+                headers={
+                    "X-RateLimit-Limit": str(limit),
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Reset": "1700000060",
+                    "Retry-After": "12",
+                },
+            )
+        self.hits.append((tenant, limit))
+        return Allowance(limit=limit, remaining=limit - len(self.hits), reset=1700000060)
 
 
 def container_copy(module: ModuleType, n: int) -> Handler:

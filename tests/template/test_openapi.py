@@ -13,13 +13,7 @@ from functions.openapi import get_openapi
 from learnflow.errors import CATALOGUE
 from learnflow_cli import openapi
 from learnflow_cli.template import load_template, routes
-
-
-class Context:
-    function_name = "GetOpenApiFunction"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:openapi"
-    aws_request_id = "ctx-1"
+from tests.support.handlers import BareContext
 
 
 def test_committed_document_is_up_to_date() -> None:
@@ -50,7 +44,7 @@ def test_only_the_reference_is_public() -> None:
 def test_served_without_a_key(load_event: Callable[..., dict[str, Any]]) -> None:
     event = load_event("get_openapi")
     event["requestContext"].pop("authorizer", None)
-    result = get_openapi.lambda_handler(event, Context())  # type: ignore[arg-type]
+    result = get_openapi.lambda_handler(event, BareContext())  # type: ignore[arg-type]
     assert result["statusCode"] == 200
     assert json.loads(result["body"])["openapi"] == "3.1.0"
 

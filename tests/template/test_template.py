@@ -8,10 +8,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-import boto3
 import pytest
 import yaml
-from moto import mock_aws
 
 from learnflow.ratelimit import gateway_throttle
 from learnflow_cli.template import (
@@ -28,6 +26,7 @@ from learnflow_cli.template import (
     table_definition,
     usage_plans,
 )
+from tests.support.aws import SESSION
 from tests.support.sam import actions, resources, role_statements, translated
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -401,20 +400,12 @@ def test_table_has_keys_indexes_ttl_stream_recovery_and_encryption(
 
 
 def test_table_definition_creates_the_same_table_through_boto3(
-    template: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+    template: dict[str, Any], aws: None
 ) -> None:
-    for name, value in {
-        "AWS_ACCESS_KEY_ID": "testing",
-        "AWS_SECRET_ACCESS_KEY": "testing",
-        "AWS_DEFAULT_REGION": "us-east-1",
-    }.items():
-        monkeypatch.setenv(name, value)
     definition = table_definition(template)
-
-    with mock_aws():
-        client = boto3.client("dynamodb", region_name="us-east-1")
-        client.create_table(**definition.create_table_kwargs("learnflow-test"))
-        described = client.describe_table(TableName="learnflow-test")["Table"]
+    client = SESSION.client("dynamodb", region_name="us-east-1")
+    client.create_table(**definition.create_table_kwargs("learnflow-test"))
+    described = client.describe_table(TableName="learnflow-test")["Table"]
 
     assert definition.ttl_attribute == "expires_at"
     assert definition.point_in_time_recovery is True

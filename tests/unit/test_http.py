@@ -5,8 +5,7 @@ from __future__ import annotations
 import base64
 import io
 import json
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -18,32 +17,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from learnflow import errors
 from learnflow.http import App, caller, make_app, query, respond
 from learnflow.observability import logger
-from learnflow.ratelimit import Allowance
 from learnflow.tenancy import Tenant
-
-LoadEvent = Callable[..., dict[str, Any]]
-
-
-@dataclass
-class FakeLimiter:
-    """Counts hits in memory; refuses once `allow` hits are used (what DynamoDBLimiter does)."""
-
-    allow: int = 1000
-    hits: list[tuple[Tenant, int]] = field(default_factory=list)
-
-    def hit(self, tenant: Tenant, limit: int) -> Allowance:
-        if len(self.hits) >= self.allow:
-            raise errors.RateLimitError(
-                "Too many requests.",
-                headers={
-                    "X-RateLimit-Limit": str(limit),
-                    "X-RateLimit-Remaining": "0",
-                    "X-RateLimit-Reset": "1700000060",
-                    "Retry-After": "12",
-                },
-            )
-        self.hits.append((tenant, limit))
-        return Allowance(limit=limit, remaining=limit - len(self.hits), reset=1700000060)
+from tests.support.events import LoadEvent
+from tests.support.handlers import BareContext, FakeLimiter
 
 
 class CourseIn(BaseModel):
@@ -62,13 +38,6 @@ class Harness:
     app: App
     limiter: FakeLimiter
     calls: list[str]
-
-
-class Context:
-    function_name = "test"
-    memory_limit_in_mb = 128
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test"
-    aws_request_id = "ctx-1"
 
 
 def _build(permission: str = "courses:write", allow: int = 1000) -> Harness:
@@ -102,7 +71,7 @@ def _build(permission: str = "courses:write", allow: int = 1000) -> Harness:
 
 
 def _call(app: App, event: dict[str, Any]) -> tuple[int, dict[str, str], dict[str, Any]]:
-    result = app.resolve(event, Context())  # type: ignore[arg-type]
+    result = app.resolve(event, BareContext())  # type: ignore[arg-type]
     headers = dict(result.get("headers") or {})
     for name, values in (result.get("multiValueHeaders") or {}).items():
         headers[name] = values[-1]
@@ -127,7 +96,7 @@ def test_price_is_an_exact_json_number(load_event: LoadEvent) -> None:
     event = load_event("create_course", body=None)
     event["body"] = '{"title": "Intro", "price": 1.13}'
     _, _, _ = _call(harness.app, event)
-    result = harness.app.resolve(event, Context())  # type: ignore[arg-type]
+    result = harness.app.resolve(event, BareContext())  # type: ignore[arg-type]
     assert '"price":1.13' in result["body"]
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from learnflow import errors, idempotency
 from learnflow.idempotency import fingerprint, key_from_event, lease_ms, saves
+from tests.support.handlers import Context
 
 BODY = '{"title": "Intro", "price": 49.99, "tags": ["a", "b"], "metadata": {"k": "v", "z": 1}}'
 
@@ -115,19 +116,11 @@ def test_nesting_too_deep_to_parse_still_fingerprints() -> None:
     assert fingerprint("POST", "/x", {}, deep) != fingerprint("POST", "/x", {}, "[]")
 
 
-class _Context:
-    def __init__(self, remaining: int) -> None:
-        self.remaining = remaining
-
-    def get_remaining_time_in_millis(self) -> int:
-        return self.remaining
-
-
 def test_lease_is_the_invocations_remaining_time() -> None:
-    assert lease_ms(_Context(7_250)) == 7_250
+    assert lease_ms(Context(7_250)) == 7_250
 
 
-@pytest.mark.parametrize("context", [object(), None, _Context(0), _Context(-5)])
+@pytest.mark.parametrize("context", [object(), None, Context(0), Context(-5)])
 def test_lease_falls_back_to_thirty_seconds(context: object) -> None:
     assert lease_ms(context) == idempotency.DEFAULT_LEASE_MS == 30_000
 

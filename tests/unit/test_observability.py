@@ -16,17 +16,8 @@ from aws_lambda_powertools.event_handler import Response
 from learnflow import observability
 from learnflow.http import make_app
 from learnflow.observability import InvocationMetrics, instrument, status_class
-from tests.conftest import load_event
-
-
-class Context:
-    function_name = "learnflow"
-    memory_limit_in_mb = 512
-    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:learnflow"
-    aws_request_id = "ctx-1"
-
-    def get_remaining_time_in_millis(self) -> int:
-        return 9_000
+from tests.support.events import load_event
+from tests.support.handlers import Context
 
 
 def _emf(text: str) -> list[dict[str, Any]]:
