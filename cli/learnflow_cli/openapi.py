@@ -126,6 +126,7 @@ def _answers(
             found += [(400, "idempotency_key_reused"), (409, "idempotency_request_in_progress")]
         if "{" in route.path:
             found.append((404, "resource_missing"))
+    found.append((403, "request_blocked"))  # the deployed stage's WAF, before any route
     found.append((500, "api_error"))
     answers = [documented(status, code) for status, code in found] + list(app.answers)
     return [entry for entry in CATALOGUE if entry in answers]  # catalogue order, no repeats

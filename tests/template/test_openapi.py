@@ -65,6 +65,10 @@ def operations() -> list[tuple[str, str, dict[str, Any]]]:
     ]
 
 
+def examples(response: dict[str, Any]) -> dict[str, Any]:
+    return dict(response["content"]["application/json"]["examples"])
+
+
 def test_the_document_is_valid_openapi_31() -> None:
     validate(json.loads(openapi.OUTPUT.read_text()))
 
@@ -77,8 +81,10 @@ def test_every_route_describes_its_success_and_every_error_status_it_can_answer(
         for code, response in responses.items():
             assert "Request-Id" in response["headers"], (method, path, code)
         if operation.get("security") == []:  # the reference: no key, no work
-            assert sorted(responses) == ["200", "500"], path
+            assert sorted(responses) == ["200", "403", "500"], path  # 403: the firewall
+            assert set(examples(responses["403"])) == {"request_blocked"}, path
             continue
+        assert "request_blocked" in examples(responses["403"]), (method, path)
         expected = {"400", "401", "403", "429", "500", "503"}
         if "{" in path:
             expected.add("404")

@@ -241,6 +241,12 @@ CATALOGUE: Final[tuple[Documented, ...]] = (
         "The restricted key lacks the route's permission.",
     ),
     Documented(
+        403,
+        "permission_error",
+        "request_blocked",
+        "The firewall in front of the deployed API blocked the request (its rules or rate).",
+    ),
+    Documented(
         404,
         "invalid_request_error",
         "resource_missing",
