@@ -222,6 +222,31 @@ def _require_finite(amount: Decimal, code: str | None = None) -> None:
         raise PriceError("not_finite", "Amount must be a finite number.", currency=code)
 
 
+def _chargeable(amount: Decimal, code: str, noun: str) -> Currency:
+    """The currency of `amount` (the `noun` its messages name), once `amount` is a finite,
+    non-negative Decimal with at most the currency's decimals and at most Stripe's maximum."""
+    _require_decimal(amount)
+    cur = currency(code)
+    _require_finite(amount, cur.code)
+    if amount < 0:
+        raise PriceError(
+            "negative", f"{noun.capitalize()} must not be negative.", currency=cur.code
+        )
+    if decimals(amount) > cur.exponent:
+        raise PriceError(
+            "too_many_decimals",
+            f"{cur.code} {noun}s have at most {cur.exponent} decimal places.",
+            currency=cur.code,
+        )
+    if amount > cur.maximum_charge:
+        raise PriceError(
+            "above_maximum",
+            f"A {cur.code} {noun} must be at most {cur.maximum_charge}.",
+            currency=cur.code,
+        )
+    return cur
+
+
 def _stripped(amount: Decimal) -> tuple[int, tuple[int, ...], int]:
     """Sign, digits and exponent of a finite `amount` with trailing zeros moved into the exponent.
 
@@ -257,33 +282,15 @@ def check_price(amount: Decimal, code: str) -> None:
     """Check that `amount` can be a course price in `code`; raise `PriceError` if not.
 
     In order: finite (`not_finite`), not negative (`negative`), at most the currency's decimals by
-    value (`too_many_decimals`), then either 0 (free) or between Stripe's minimum charge
-    (`below_minimum`) and its maximum (`above_maximum`). An unknown currency raises
+    value (`too_many_decimals`), at most Stripe's maximum charge (`above_maximum`), then either 0
+    (free) or at least Stripe's minimum charge (`below_minimum`). An unknown currency raises
     `UnknownCurrencyError`.
     """
-    _require_decimal(amount)
-    cur = currency(code)
-    _require_finite(amount, cur.code)
-    if amount < 0:
-        raise PriceError("negative", "Price must not be negative.", currency=cur.code)
-    if decimals(amount) > cur.exponent:
-        raise PriceError(
-            "too_many_decimals",
-            f"{cur.code} prices have at most {cur.exponent} decimal places.",
-            currency=cur.code,
-        )
-    if amount == 0:
-        return
-    if amount < cur.minimum_charge:
+    cur = _chargeable(amount, code, "price")
+    if amount != 0 and amount < cur.minimum_charge:
         raise PriceError(
             "below_minimum",
             f"A paid {cur.code} price must be at least {cur.minimum_charge}.",
-            currency=cur.code,
-        )
-    if amount > cur.maximum_charge:
-        raise PriceError(
-            "above_maximum",
-            f"A {cur.code} price must be at most {cur.maximum_charge}.",
             currency=cur.code,
         )
 
@@ -296,23 +303,7 @@ def to_minor_units(amount: Decimal, code: str) -> int:
     allows, or above Stripe's maximum. (It does not apply the minimum: a partial refund may be
     smaller.)
     """
-    _require_decimal(amount)
-    cur = currency(code)
-    _require_finite(amount, cur.code)
-    if amount < 0:
-        raise PriceError("negative", "Amount must not be negative.", currency=cur.code)
-    if decimals(amount) > cur.exponent:
-        raise PriceError(
-            "too_many_decimals",
-            f"{cur.code} amounts have at most {cur.exponent} decimal places.",
-            currency=cur.code,
-        )
-    if amount > cur.maximum_charge:
-        raise PriceError(
-            "above_maximum",
-            f"A {cur.code} amount must be at most {cur.maximum_charge}.",
-            currency=cur.code,
-        )
+    cur = _chargeable(amount, code, "amount")
     _, digits, exponent = _stripped(amount)
     # Integer arithmetic on the digits: the decimals check makes the shift non-negative.
     shift: int = exponent + cur.stripe_exponent
