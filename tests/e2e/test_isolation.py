@@ -312,7 +312,11 @@ def shop(stack: Stack) -> Shop:
 
 
 def _reads(shop: Shop, resource: str) -> list[Call]:
-    one = shop.ids[resource.removesuffix("s")]
+    kind = resource.removesuffix("s")
+    assert kind in shop.ids, (
+        f"the `shop` fixture makes no {kind}: add one (docs/adding-a-resource.md)"
+    )
+    one = shop.ids[kind]
     return [Call("GET", f"/{resource}", None, 200), Call("GET", f"/{resource}/{one}", None, 200)]
 
 
@@ -333,12 +337,16 @@ def _writes(shop: Shop, resource: str, *, allowed: bool) -> list[Call]:
             Call("POST", "/students", {"email": email, "name": "N"}, 201),
             Call("PATCH", f"/students/{ids['student']}", {"name": "Renamed"}, 200),
         ]
-    student = shop.new_student() if allowed else ids["student"]
-    enrollment = shop.new_enrollment() if allowed else ids["enrollment"]
-    return [
-        Call("POST", "/enrollments", {"student_id": student, "course_id": ids["course"]}, 201),
-        Call("POST", f"/enrollments/{enrollment}/cancel", {"refund": True}, 200),
-    ]
+    if resource == "enrollments":
+        student = shop.new_student() if allowed else ids["student"]
+        enrollment = shop.new_enrollment() if allowed else ids["enrollment"]
+        return [
+            Call("POST", "/enrollments", {"student_id": student, "course_id": ids["course"]}, 201),
+            Call("POST", f"/enrollments/{enrollment}/cancel", {"refund": True}, 200),
+        ]
+    raise AssertionError(
+        f"no write routes of {resource} here: add them (docs/adding-a-resource.md)"
+    )
 
 
 @pytest.mark.parametrize(

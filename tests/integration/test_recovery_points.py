@@ -20,6 +20,7 @@ from learnflow import deps
 from learnflow.db.courses import CourseRepository
 from learnflow.db.instructors import InstructorRepository
 from learnflow.db.students import StudentRepository
+from learnflow.resources import RESOURCES
 from learnflow.tenancy import Tenant
 from tests.support.handlers import Caller, Context, Handler
 
@@ -66,6 +67,12 @@ CREATES = [
         lambda tenant: deps.repository(StudentRepository).count(tenant),
     ),
 ]
+
+
+def test_every_resource_that_can_be_created_is_here() -> None:
+    """A new resource's create joins CREATES (enrollments have their own fault matrix, with the
+    charge between the claim and the write: tests/integration/test_enrollments.py)."""
+    assert {c.name for c in CREATES} | {"enrollment"} == {r.object for r in RESOURCES}
 
 
 def fail_after_the_write(

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from learnflow.ratelimit import gateway_throttle
+from learnflow.resources import RESOURCES
 from learnflow_cli.template import (
     DEFAULT_TEMPLATE_PATH,
     SHORT_TAGS,
@@ -108,12 +109,7 @@ GATEWAY_RESPONSES = {
     "WAF_FILTERED": (403, "permission_error", "request_blocked"),
 }
 
-ID_PREFIX = {
-    "course_id": "crs",
-    "student_id": "stu",
-    "instructor_id": "ins",
-    "enrollment_id": "enr",
-}
+ID_PREFIX = {f"{resource.object}_id": resource.prefix for resource in RESOURCES}  # path params
 AUTHORIZER_CONTEXT = {
     "account_id",
     "mode",
