@@ -29,6 +29,12 @@ def main() -> None:
     _environment()
     from moto import mock_aws  # noqa: PLC0415 - after the environment is set
 
+    from learnflow_cli.local.moto_server import Limits, install_bounds  # noqa: PLC0415
+
+    # As the local stack and the tests run moto: a transaction saves only the items it touches,
+    # where moto alone deep-copies every table on each one (its cost grows with the table).
+    install_bounds(Limits())
+
     from bench.scenarios import (  # noqa: PLC0415
         authorizer,
         create_table,
@@ -37,8 +43,8 @@ def main() -> None:
         request_pipeline,
     )
 
-    # A fresh moto per scenario: moto copies every table in each transaction, so one scenario's
-    # seeded catalogue would slow the next one's writes.
+    # A fresh moto per scenario: one scenario's seeded catalogue must not slow the next one's
+    # Queries, which walk the whole partition in moto.
     for scenario in (authorizer, request_pipeline, list_courses, enrollments):
         with mock_aws():
             create_table()
