@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import re
+import subprocess
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from openapi_spec_validator import validate
@@ -14,6 +16,8 @@ from learnflow.errors import CATALOGUE
 from learnflow_cli import openapi
 from learnflow_cli.template import load_template, routes
 from tests.support.handlers import BareContext
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def test_committed_document_is_up_to_date() -> None:
@@ -147,10 +151,30 @@ def test_operation_ids_are_unique_method_names_grouped_by_resource() -> None:
         assert tag == "reference" or path.startswith(f"/{tag}"), path
 
 
+# The team's own notes live beside the repository, not in it: a clone has none of them.
+OUTSIDE = re.compile(r"\.\./shared|CONTRACT\.md")
+
+
 def test_the_document_points_nowhere_outside_the_api() -> None:
     text = openapi.OUTPUT.read_text()
     assert "CONTRACT" not in text
-    assert "../shared" not in text
+    assert not OUTSIDE.search(text)
+
+
+def test_no_file_of_the_repository_points_outside_it() -> None:
+    listed = subprocess.run(
+        ["git", "ls-files", "-z"],  # noqa: S607 - git on PATH, as make test's checkout has it
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    pointing = [
+        name
+        for name in filter(None, listed.split("\0"))
+        if (ROOT / name).is_file()
+        and OUTSIDE.search((ROOT / name).read_bytes().decode("utf-8", "replace"))
+    ]
+    assert pointing == []
 
 
 def test_limit_bounds_use_openapi_keywords() -> None:
