@@ -50,6 +50,28 @@ def test_an_object_naming_a_key_twice_is_400_invalid_json(body: str) -> None:
     assert nothing_stored(caller)
 
 
+@pytest.mark.parametrize("depth", [40, 974, 2_000, 50_000])
+@pytest.mark.parametrize(
+    ("handler", "event"),
+    [
+        (create_course.lambda_handler, "create_course"),
+        (create_student.lambda_handler, "create_student"),
+    ],
+    ids=["course", "student"],
+)
+def test_a_body_nested_too_deeply_is_400_invalid_json(
+    handler: Handler, event: str, depth: int
+) -> None:
+    """Anywhere in the body, at any depth up to what the interpreter itself cannot parse (once
+    a 500 from the validators' recursion, from about 974 levels in metadata)."""
+    caller = Caller()
+    body = '{"name": "N", "email": "n@example.com", "metadata": ' + "[" * depth + "]" * depth + "}"
+    reply = caller.call(handler, event, body=body)
+    assert (reply.status, reply.error["code"]) == (400, "invalid_json")
+    assert "more than 32 levels deep" in reply.error["message"]
+    assert nothing_stored(caller)
+
+
 @pytest.mark.parametrize(
     "raw",
     [b'{"title": "\xff\xfe", "description": "D", "price": 10, "currency": "USD"}', b"\xc3\x28"],

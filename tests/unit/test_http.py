@@ -187,7 +187,7 @@ def test_permission_matrix(load_event: LoadEvent, granted: str, needed: str, sta
         ("[1, 2]", "invalid_json", None),
         ('"a string"', "invalid_json", None),
         ("", "parameter_missing", "title"),  # an empty POST body reads as {}
-        ("   ", "parameter_missing", "title"),
+        ("   ", "invalid_json", None),  # blanks are not empty, and not JSON
     ],
 )
 def test_input_errors_are_400_with_param(

@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 
-from learnflow.jsonio import NotAnObjectError, dumps, iso, loads_object
+from learnflow.jsonio import MAX_DEPTH, NotAnObjectError, dumps, iso, loads_object
 
 
 @pytest.mark.parametrize("text", ["0.29", "49.99", "1.13", "5000", "0", "999999.99", "0.001"])
@@ -48,6 +48,21 @@ def test_dumps_is_compact_and_keeps_unicode() -> None:
 def test_deep_nesting_is_refused_as_not_an_object() -> None:
     with pytest.raises(NotAnObjectError):
         loads_object('{"a": ' + "[" * 50_000 + "]" * 50_000 + "}")
+
+
+def nested(levels: int) -> str:
+    """A body whose objects and arrays nest `levels` deep (the body itself is the first)."""
+    inner = levels - 1
+    return '{"a": ' + "[" * inner + "]" * inner + "}" if inner else "{}"
+
+
+def test_nesting_up_to_the_limit_parses_and_one_more_is_refused() -> None:
+    assert MAX_DEPTH == 32
+    assert loads_object(nested(MAX_DEPTH))["a"]
+    with pytest.raises(NotAnObjectError, match="too deeply"):
+        loads_object(nested(MAX_DEPTH + 1))
+    with pytest.raises(NotAnObjectError, match="too deeply"):  # inside objects, too
+        loads_object('{"a": ' + '{"b": ' * 40 + "1" + "}" * 40 + "}")
 
 
 def test_a_huge_integer_stays_a_number() -> None:

@@ -9,14 +9,22 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, Final
 
 import simplejson
 from pydantic import BaseModel
 
+# The deepest a body nests: the deepest any route reads is 2 (the body, its `metadata`), so this
+# leaves room without letting a body reach the interpreter's recursion limit (about 1,000).
+MAX_DEPTH: Final = 32
+
 
 class NotAnObjectError(ValueError):
     """The body parsed, but is not a JSON object."""
+
+
+class TooDeepError(NotAnObjectError):
+    """Objects and arrays nest deeper than MAX_DEPTH."""
 
 
 class DuplicateKeyError(ValueError):
@@ -80,7 +88,24 @@ def loads_object(text: str) -> dict[str, Any]:
             object_pairs_hook=_unique_keys,
         )
     except RecursionError:  # nesting deeper than the parser's stack: not a usable body
-        raise NotAnObjectError("the body nests too deeply") from None
+        raise TooDeepError("the body nests too deeply") from None
     if not isinstance(value, dict):
         raise NotAnObjectError("the body is not a JSON object")
+    if _nests_deeper_than(value, MAX_DEPTH):
+        raise TooDeepError("the body nests too deeply")
     return value
+
+
+def _nests_deeper_than(value: Any, limit: int) -> bool:
+    # Without a stack of its own: whatever reads the body afterwards (validators, the
+    # idempotency fingerprint, logging) may recurse, and must never meet a RecursionError.
+    pending: list[tuple[Any, int]] = [(value, 1)]
+    while pending:
+        item, depth = pending.pop()
+        children = (
+            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
+        )
+        if children and depth >= limit:
+            return True
+        pending.extend((child, depth + 1) for child in children)
+    return False

@@ -19,7 +19,7 @@ from learnflow.http.answers import as_app_error, envelope, validation_error
 from learnflow.http.caller import Caller, caller_from_event
 from learnflow.http.events import normalise, query_lists, request_id
 from learnflow.http.responses import replay, with_headers
-from learnflow.jsonio import dumps, loads_object
+from learnflow.jsonio import MAX_DEPTH, TooDeepError, dumps, loads_object
 from learnflow.observability import instrument, logger, metrics, status_class
 from learnflow.ratelimit import Allowance, Limiter
 
@@ -215,6 +215,11 @@ class App(APIGatewayRestResolver):
             )
         try:
             self._parsed = (body, loads_object(body))
+        except TooDeepError:
+            raise errors.InvalidRequestError(
+                f"The request body nests objects and arrays more than {MAX_DEPTH} levels deep.",
+                code="invalid_json",
+            ) from None
         except ValueError:
             raise errors.InvalidRequestError(
                 "The request body is not a JSON object.", code="invalid_json"

@@ -17,7 +17,7 @@ def normalise(event: Mapping[str, Any]) -> dict[str, Any]:
     event = dict(event)
     method = str(event.get("httpMethod", "")).upper()
     body = event.get("body")
-    if method in ("POST", "PATCH", "PUT") and (body is None or not str(body).strip()):
+    if method in ("POST", "PATCH", "PUT") and body in (None, ""):
         event["body"] = "{}"
         event["isBase64Encoded"] = False
     elif event.get("isBase64Encoded") and body:
