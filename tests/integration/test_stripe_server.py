@@ -230,6 +230,62 @@ def test_test_key_does_not_see_live_objects(server: StripeServer) -> None:
     assert caught.value.http_status == 404
 
 
+def test_list_pages_through_every_intent_of_the_mode_newest_first(server: StripeServer) -> None:
+    client = make_client(server, KEY)
+    made = [charge(client, metadata={"n": str(n)}).id for n in range(23)]
+    charge(make_client(server, LIVE_KEY))  # another mode: never listed
+
+    first = client.v1.payment_intents.list(params={"limit": 10})
+    every = [pi.id for pi in first.auto_paging_iter()]  # the SDK follows starting_after
+
+    assert [pi.id for pi in first.data] == made[::-1][:10]
+    assert first.has_more is True
+    assert every == made[::-1]
+    assert all(pi.object == "payment_intent" for pi in first.data)
+    # another test key of the server sees the same (one account per mode)
+    other = make_client(server, OTHER_KEY).v1.payment_intents.list(params={"limit": 100})
+    assert [pi.id for pi in other.data] == made[::-1]
+    assert other.has_more is False
+
+
+def test_list_cursors_limits_and_filters(server: StripeServer) -> None:
+    client = make_client(server, KEY)
+    made = [charge(client).id for _ in range(5)]  # newest first: made[4] … made[0]
+    listed = client.v1.payment_intents.list
+
+    after = listed(params={"limit": 2, "starting_after": made[3]})
+    assert [pi.id for pi in after.data] == [made[2], made[1]]
+    assert after.has_more is True
+    before = listed(params={"limit": 2, "ending_before": made[1]})
+    assert [pi.id for pi in before.data] == [made[3], made[2]]
+    assert before.has_more is True
+    assert [pi.id for pi in listed(params={"limit": 3, "ending_before": made[3]}).data] == [made[4]]
+    assert len(listed().data) == 5  # default limit 10
+    assert len(listed(params={"created": {"gte": 0}}).data) == 5
+    assert listed(params={"created": {"lt": 0}}).data == []
+    assert listed(params={"customer": "cus_nobody"}).data == []
+    for params, param in [
+        ({"limit": 101}, "limit"),
+        ({"limit": 0}, "limit"),
+        ({"starting_after": "pi_unknown"}, "starting_after"),
+        ({"starting_after": made[0], "ending_before": made[1]}, "ending_before"),
+        ({"colour": "red"}, "colour"),
+    ]:
+        with pytest.raises(stripe.InvalidRequestError) as caught:
+            listed(params=params)  # type: ignore[arg-type]
+        assert caught.value.http_status == 400
+        assert caught.value.param == param
+
+
+def test_live_key_lists_only_live_intents(server: StripeServer) -> None:
+    charge(make_client(server, KEY))
+    live = charge(make_client(server, LIVE_KEY))
+
+    listed = make_client(server, LIVE_KEY).v1.payment_intents.list(params={"limit": 100})
+
+    assert [pi.id for pi in listed.data] == [live.id]
+
+
 # -- refunds ----------------------------------------------------------------------------------
 
 

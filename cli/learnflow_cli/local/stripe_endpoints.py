@@ -1,5 +1,5 @@
 """The Stripe API's objects and endpoints as the local Stripe-compatible server serves them:
-PaymentIntents (create, retrieve, confirm, cancel) with the test cards' outcomes, charges,
+PaymentIntents (create, retrieve, list, confirm, cancel) with the test cards' outcomes, charges,
 Refunds and PaymentMethods, each in test or live mode. Called with the server's lock held."""
 
 from __future__ import annotations
@@ -10,6 +10,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
+from learnflow_cli.local.stripe_lists import list_objects
 from learnflow_cli.local.stripe_params import (
     JSON,
     TEST_CARDS,
@@ -76,6 +77,7 @@ class StripeEndpoints:
         self.ledger = Ledger()
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = [
             ("POST", re.compile(r"/v1/payment_intents"), self._create_payment_intent),
+            ("GET", re.compile(r"/v1/payment_intents"), self._list_payment_intents),
             ("GET", re.compile(r"/v1/payment_intents/([^/]+)"), self._retrieve_payment_intent),
             ("POST", re.compile(r"/v1/payment_intents/([^/]+)/confirm"), self._confirm_endpoint),
             ("POST", re.compile(r"/v1/payment_intents/([^/]+)/cancel"), self._cancel_endpoint),
@@ -172,6 +174,11 @@ class StripeEndpoints:
         if confirm:
             return self._confirm(ctx, pi, payment_method, off_session)
         return 200, pi
+
+    def _list_payment_intents(self, ctx: Ctx, _: str) -> tuple[int, JSON]:
+        mine = [pi for pi in self.ledger.payment_intents.values() if pi["livemode"] == ctx.livemode]
+        url = "/v1/payment_intents"
+        return 200, list_objects(mine, ctx.params, url=url, kind="payment_intent")
 
     def _retrieve_payment_intent(self, ctx: Ctx, pi_id: str) -> tuple[int, JSON]:
         reject_unknown(ctx.params, frozenset({"expand", "client_secret"}))
