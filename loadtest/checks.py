@@ -33,7 +33,7 @@ class Verdict:
     detail: str
 
 
-def _examples(values: list[str]) -> str:
+def examples(values: list[str]) -> str:
     shown = ", ".join(values[:EXAMPLES])
     return shown + (f" (+{len(values) - EXAMPLES} more)" if len(values) > EXAMPLES else "")
 
@@ -123,7 +123,7 @@ def exactly_once(creates: list[Create], listings: list[Listing], run_id: str) ->
     unfiltered = [listing for listing in listings if not listing.filters]
     broken = [f"{listing.name}: {listing.failure}" for listing in unfiltered if listing.failure]
     if broken:
-        return Verdict(name, False, f"could not list every course: {_examples(broken)}")
+        return Verdict(name, False, f"could not list every course: {examples(broken)}")
     found: dict[str, list[str]] = {}
     for listing in unfiltered:
         for item in listing.items:
@@ -144,16 +144,16 @@ def exactly_once(creates: list[Create], listings: list[Listing], run_id: str) ->
         f"{len(duplicated)} duplicated"
     )
     problems = [
-        (f"missing: {_examples(missing)}", bool(missing)),
+        (f"missing: {examples(missing)}", bool(missing)),
         (
             "duplicated: "
-            + _examples(
+            + examples(
                 [f"{key} x{len(found[key])} ({', '.join(found[key])})" for key in duplicated]
             ),
             bool(duplicated),
         ),
-        (f"not ours: {_examples(unknown)}", bool(unknown)),
-        (f"listed course is not the one answered: {_examples(mismatched)}", bool(mismatched)),
+        (f"not ours: {examples(unknown)}", bool(unknown)),
+        (f"listed course is not the one answered: {examples(mismatched)}", bool(mismatched)),
     ]
     shown = [text for text, present in problems if present]
     return Verdict(name, not shown, "; ".join([detail, *shown]))
@@ -191,7 +191,7 @@ def counts_match(listings: list[Listing]) -> Verdict:
     scopes = len(everything)
     detail = f"{len(listings)} lists on {scopes} account(s)"
     if problems:
-        detail += f", {len(problems)} wrong: {_examples(problems)}"
+        detail += f", {len(problems)} wrong: {examples(problems)}"
     return Verdict(name, not problems, detail)
 
 
@@ -232,5 +232,5 @@ def readers(findings: ReaderFindings) -> Verdict:
     name = "list readers: no failed page, every page well-formed"
     detail = f"{findings.walks} walks, {findings.pages} pages"
     if findings.problems:
-        detail += f", {len(findings.problems)} problem(s): {_examples(findings.problems)}"
+        detail += f", {len(findings.problems)} problem(s): {examples(findings.problems)}"
     return Verdict(name, not findings.problems, detail)

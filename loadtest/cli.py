@@ -17,13 +17,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from loadtest import burst, checks, report
+from loadtest import burst, checks, enrollment_checks, enrollments, report
 from loadtest.accounts import PLAN_LIMITS, Admin, Budget, KeysFile, Scope, SetupError
 from loadtest.stack import MemorySampler, listening_pid, own_stack
-from loadtest.transport import Base, Connection, Recorder
+from loadtest.transport import LOOPBACK, Base, Connection, Recorder
 from loadtest.workload import (
     CREATE_SHARE,
     Create,
+    Logical,
     ReaderFindings,
     Settings,
     every_filter,
@@ -66,6 +67,12 @@ def _options(argv: list[str] | None) -> argparse.Namespace:
     add("--request-timeout", type=_positive(float), default=30.0, help="per request, s (30)")
     add("--max-attempts", type=_positive(int), default=20, help="per request (20)")
     add("--abandon", type=float, default=0.05, help="share of creates hung up on once (0.05)")
+    add("--enrollments", type=int, default=1, help="paid enrollments per client, 0: none (1)")
+    add("--enroll-share", type=float, default=0.5, help="share of clients that enroll (0.5)")
+    add("--race-pairs", type=int, default=4, help="student-course pairs raced key-less (4)")
+    add("--racers", type=_positive(int), default=8, help="identical requests per pair (8)")
+    add("--stripe-url", metavar="URL", help="the stack's local Stripe server (own stack: known)")
+    add("--no-faults", action="store_true", help="leave the local Stripe server healthy")
     add("--burst-key", metavar="SECRET", help="a Pro key nothing else uses, for the burst")
     add("--burst-margin", type=float, default=20.0, help="seconds a minute must have left (20)")
     add("--no-burst", action="store_true", help="skip the Pro burst")
@@ -88,6 +95,8 @@ def main(argv: list[str] | None = None) -> int:
         if options.api is None and options.keys_file is None:
             _say("starting learnflow serve --port 0 ...")
             with own_stack() as stack:
+                if options.stripe_url is None:
+                    options.stripe_url = stack.stripe_url
                 code = _run(options, stack.keys_file, stack.process.pid)
                 stack.keep_log = code != 0
             _say(
@@ -218,7 +227,8 @@ def _load(
     base: Base,
     options: argparse.Namespace,
     *,
-    work: list[list[Create]],
+    work: list[list[Logical]],
+    phase: enrollments.Phase,
     chosen: _Plan,
     recorder: Recorder,
     budget: Budget,
@@ -234,11 +244,12 @@ def _load(
     clients = [
         threading.Thread(
             target=run_client,
-            args=(creates, connection("create"), budget, settings, go),
+            args=(mine, connection("create"), budget, settings, go),
+            kwargs={"started": phase.started},
             name=f"client-{number}",
             daemon=True,
         )
-        for number, creates in enumerate(work)
+        for number, mine in enumerate(work)
     ]
     readers = [
         threading.Thread(
@@ -270,7 +281,13 @@ def _load(
         except Exception as error:  # whatever it is, it is the burst's verdict, not a crash
             result.burst_error = f"the burst failed: {type(error).__name__}: {error}"
 
-    others = list(readers)
+    faults = enrollments.Faults(
+        None if options.no_faults else options.stripe_url, phase, deadline=settings.deadline
+    )
+    others = [threading.Thread(target=faults.run, name="faults", daemon=True), *readers]
+    others += faults.racer_threads(lambda: connection("race"), budget, settings)
+    if not phase.every:
+        phase.begun.set()  # no enrollment to wait for: the racers go at once
     if chosen.burst is not None:
         others.append(threading.Thread(target=bursting, args=(chosen.burst,), daemon=True))
     started = time.monotonic()
@@ -284,6 +301,52 @@ def _load(
     _join(others, until)
     result.seconds = time.monotonic() - started
     return result
+
+
+def _phase(  # noqa: PLR0917 - the run's parts the enrollment phase is made of
+    base: Base,
+    options: argparse.Namespace,
+    work: list[list[Create]],
+    scopes: list[Scope],
+    recorder: Recorder,
+    budget: Budget,
+    setup: Settings,
+) -> enrollments.Phase:
+    """The paid courses and students (made now, before any list reader walks), and the plan."""
+    if options.enrollments < 0 or options.race_pairs < 0:
+        raise SetupError("--enrollments and --race-pairs cannot be negative")
+    if options.stripe_url is not None and Base.parse(options.stripe_url).host != LOOPBACK:
+        raise SetupError("--stripe-url must be the local Stripe server on 127.0.0.1")
+    if not options.enrollments and not options.race_pairs:
+        return enrollments.Phase([], [[] for _ in work], [])
+    used = list({mine[0].scope.name: mine[0].scope for mine in work}.values())
+    share = min(1.0, max(0.0, options.enroll_share))
+    shares = [int((n + 1) * share) - int(n * share) for n in range(len(work))]
+    per_scope = enrollments.students_needed(
+        work,
+        used,
+        per_client=[options.enrollments * enrolling for enrolling in shares],
+        pairs=options.race_pairs,
+    )
+    _say(f"making {len(used)} paid course(s) and {sum(per_scope)} students ...")
+    deadline = time.monotonic() + SETUP_TIMEOUT
+    courses, students = enrollments.prepare(
+        base,
+        used,
+        per_scope=per_scope,
+        recorder=recorder,
+        budget=budget,
+        settings=replace(setup, deadline=deadline),
+    )
+    return enrollments.plan(
+        work,
+        courses,
+        students,
+        per_client=[options.enrollments * enrolling for enrolling in shares],
+        pairs=options.race_pairs,
+        racers=options.racers,
+        run_id=setup.run_id,
+    )
 
 
 def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
@@ -309,6 +372,11 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
             chosen = _fallback(options, keys, notes)
         chosen.scopes = _probe(base, chosen.scopes, recorder, budget, setup)
         work = plan(chosen.scopes, options.clients, options.creates, run_id)
+        phase = _phase(base, options, work, chosen.scopes, recorder, budget, setup)
+        mixed = [
+            enrollments.interleave(mine, enrolling, client)
+            for client, (mine, enrolling) in enumerate(zip(work, phase.enrollments, strict=True))
+        ]
         # --timeout bounds the load and the checks together; the load stops early enough to
         # leave the checks a third of it (they get whatever the load leaves unused too)
         settings = replace(setup, deadline=time.monotonic() + options.timeout)
@@ -316,13 +384,17 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
             settings, deadline=settings.deadline - options.timeout * CHECK_SHARE_OF_TIMEOUT
         )
         _say(
-            f"run {run_id}: {options.clients} clients x {options.creates} creates, "
-            f"{options.readers} readers" + (", Pro burst" if chosen.burst else "") + " ..."
+            f"run {run_id}: {options.clients} clients x {options.creates} creates and "
+            f"{options.enrollments} paid enrollments, {len(phase.pairs)} racer pairs x "
+            f"{options.racers}, {options.readers} readers"
+            + (", Pro burst" if chosen.burst else "")
+            + " ..."
         )
         load = _load(
             base,
             options,
-            work=work,
+            work=mixed,
+            phase=phase,
             chosen=chosen,
             recorder=recorder,
             budget=budget,
@@ -338,6 +410,15 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
         listings = checks.list_everything(
             base,
             used,
+            recorder=recorder,
+            budget=budget,
+            settings=settings,
+            timeout=options.request_timeout,
+        )
+        findings = enrollment_checks.gather(
+            base,
+            phase,
+            stripe_url=options.stripe_url,
             recorder=recorder,
             budget=budget,
             settings=settings,
@@ -360,6 +441,15 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
         checks.final_answers(creates),
         checks.readers(load.findings),
     ]
+    if phase.courses:
+        verdicts += [
+            enrollment_checks.exactly_once(phase, findings),
+            enrollment_checks.one_charge_each(phase, findings),
+            enrollment_checks.counts_agree(phase, findings),
+            enrollment_checks.final_answers(phase),
+            enrollment_checks.racers(phase),
+        ]
+    notes += [f"Stripe faults: {problem}" for problem in phase.fault_problems]
     busiest_name, busiest_count = budget.busiest()
     limits = {scope.name: scope.limit for scope in chosen.scopes}
     figures = report.figures(
@@ -368,6 +458,7 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
             "api": base.url,
             "clients": options.clients,
             "creates": options.creates,
+            "enrollments": options.enrollments,
             "readers": options.readers,
             "load_accounts": chosen.described,
             "burst_scope": chosen.burst.name if chosen.burst else None,
@@ -376,6 +467,7 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
         },
         attempts=recorder.attempts(),
         creates=creates,
+        phase=phase,
         verdicts=verdicts,
         memory=sampler.figures if sampler else None,
         examples=recorder.examples(),

@@ -8,13 +8,16 @@ from dataclasses import asdict
 from typing import Any
 
 from loadtest.checks import Verdict
+from loadtest.enrollments import Phase
 from loadtest.stack import MemoryFigures
 from loadtest.transport import Attempt
 from loadtest.workload import Create
 
 KINDS = {
-    "setup": "setup (key probes)",
+    "setup": "setup (keys, students)",
     "create": "creates",
+    "enroll": "enrollments",
+    "race": "key-less racers",
     "list": "list readers",
     "burst": "Pro burst",
     "check": "checks (listing)",
@@ -56,6 +59,7 @@ def figures(
     header: dict[str, Any],
     attempts: list[Attempt],
     creates: list[Create],
+    phase: Phase,
     verdicts: list[Verdict],
     memory: MemoryFigures | None,
     examples: dict[str, list[str]],
@@ -67,6 +71,7 @@ def figures(
     outcomes = Counter(attempt.outcome for attempt in attempts)
     seconds = [create.seconds * 1000 for create in creates if create.outcomes]
     finals = Counter(create.final for create in creates)
+    enrolled = [e.seconds * 1000 for e in phase.every if e.outcomes]
     return {
         **header,
         "requests": rows,
@@ -76,6 +81,19 @@ def figures(
             "p50_ms": percentile(seconds, 0.50),
             "p99_ms": percentile(seconds, 0.99),
         },
+        "logical_enrollments": {
+            "count": len(phase.every),
+            "final": dict(Counter(e.final for e in phase.every).most_common()),
+            "p50_ms": percentile(enrolled, 0.50),
+            "p99_ms": percentile(enrolled, 0.99),
+        },
+        "racers": {
+            "pairs": len(phase.pairs),
+            "final": dict(
+                Counter(r.final for pair in phase.pairs for r in pair.racers).most_common()
+            ),
+        },
+        "stripe_faults": phase.faults,
         "retries": rows["total"]["retries"],
         "connection_resets": outcomes["reset"],
         "connections_refused": outcomes["refused"],
@@ -105,10 +123,15 @@ def _s(milliseconds: float | None) -> str:
     return "-" if milliseconds is None else f"{milliseconds / 1000:.1f} s"
 
 
+def _finals(part: dict[str, Any]) -> str:
+    return ", ".join(f"{count} x {name}" for name, count in part["final"].items()) or "none"
+
+
 def table(data: dict[str, Any]) -> str:
     lines = [
         f"LearnFlow load test, run {data['run']}, against {data['api']}",
-        f"{data['clients']} clients x {data['creates']} creates on {data['load_accounts']}, "
+        f"{data['clients']} clients x {data['creates']} creates and {data['enrollments']} paid "
+        f"enrollments on {data['load_accounts']}, "
         f"{data['readers']} list readers; load {data['load_seconds']:.1f} s, "
         f"checks {data['check_seconds']:.1f} s",
         "",
@@ -126,13 +149,20 @@ def table(data: dict[str, Any]) -> str:
     logical = data["logical_creates"]
     finals = ", ".join(f"{count} x {name}" for name, count in logical["final"].items())
     busiest = data["busiest_account_minute"]
+    enrolling = data["logical_enrollments"]
     lines += [
         "",
         f"  statuses            {statuses}",
         f"  logical creates     {logical['count']}: {finals}; first attempt to final answer "
         f"p50 {_s(logical['p50_ms'])}, p99 {_s(logical['p99_ms'])}",
+        f"  logical enrollments {enrolling['count']}: {_finals(enrolling)}; first attempt to "
+        f"final answer p50 {_s(enrolling['p50_ms'])}, p99 {_s(enrolling['p99_ms'])}",
+        f"  racers              {data['racers']['pairs']} pairs: {_finals(data['racers'])}",
+        f"  Stripe faults       {'; '.join(data['stripe_faults']) or 'none injected'}",
         f"  retries             {data['retries']} (creates "
-        f"{data['requests']['create']['retries']}, readers {data['requests']['list']['retries']}"
+        f"{data['requests']['create']['retries']}, enrollments "
+        f"{data['requests']['enroll']['retries']}, racers {data['requests']['race']['retries']}"
+        f", readers {data['requests']['list']['retries']}"
         f", checks {data['requests']['check']['retries']})",
         f"  connection resets   {data['connection_resets']}   refused "
         f"{data['connections_refused']}   timeouts {data['timeouts']}   "

@@ -4,6 +4,7 @@ and sampling its memory from /proc."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -22,6 +23,8 @@ STOP_TIMEOUT = 20.0
 SAMPLE_EVERY = 0.5
 PROC = Path("/proc")
 _LISTEN = "0A"  # TCP state LISTEN in /proc/net/tcp
+# The banner line of the local Stripe server: `  Payments   http://127.0.0.1:<port> (local; …`
+PAYMENTS = re.compile(r"^ +Payments +(http://\S+) \(local;", re.MULTILINE)
 
 
 @dataclass(slots=True)
@@ -29,6 +32,7 @@ class OwnStack:
     keys_file: KeysFile
     process: subprocess.Popen[bytes]
     log: Path
+    stripe_url: str | None  # the local Stripe-compatible server, from the banner
     keep_log: bool = False  # set it to keep the console log (moved out of the directory)
     exit_code: int | None = None
 
@@ -59,8 +63,11 @@ def own_stack() -> Iterator[OwnStack]:
             if process.poll() is not None or time.monotonic() > deadline:
                 tail = log_path.read_text(errors="replace")[-3000:]
                 raise SetupError(f"learnflow serve did not start:\n{tail}")
-            if keys_path.exists():  # written whole (renamed into place) once the stack is ready
-                stack = OwnStack(KeysFile.read(keys_path), process, log_path)
+            # The keys file is written whole (renamed into place) once the stack is ready, and the
+            # banner naming the Stripe server follows it.
+            payments = PAYMENTS.search(log_path.read_text(errors="replace"))
+            if keys_path.exists() and payments:
+                stack = OwnStack(KeysFile.read(keys_path), process, log_path, payments.group(1))
             else:
                 time.sleep(0.05)
         yield stack

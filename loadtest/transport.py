@@ -77,7 +77,7 @@ class NoAnswer(Exception):  # noqa: N818 - an outcome, not a programming error
 
 @dataclass(frozen=True, slots=True)
 class Attempt:
-    kind: str  # what sent it: setup, create, list, burst, check
+    kind: str  # what sent it: setup, create, enroll, race, list, burst, check
     outcome: str  # the status ("201") or the NoAnswer kind
     ms: float
     scope: str  # the account and mode it counted against
@@ -161,8 +161,10 @@ class Connection:
         headers: dict[str, str] | None = None,
         abandon: bool = False,
         retry: bool = False,
+        kind: str | None = None,
     ) -> Answer:
-        """One attempt. `abandon` sends the request and hangs up without reading the answer,
+        """One attempt, recorded as `kind` (else the connection's). `abandon` sends the request
+        and hangs up without reading the answer,
         as a client whose own timeout fired would; raises `NoAnswer` when nothing came back."""
         sent_headers = {"Authorization": f"Bearer {secret}", **(headers or {})}
         if body is not None:
@@ -179,13 +181,13 @@ class Connection:
             if response.will_close:
                 self.close()
         except NoAnswer as failure:
-            self._record(failure.kind, started, scope, retry, None)
+            self._record(failure.kind, started, scope, retry, None, kind)
             raise
         except (OSError, http.client.HTTPException) as error:
             self.close()
-            kind, detail = _classify(error), f"{method} {path}: {type(error).__name__}: {error}"
-            self._record(kind, started, scope, retry, detail)
-            raise NoAnswer(kind, detail) from None
+            outcome, detail = _classify(error), f"{method} {path}: {type(error).__name__}: {error}"
+            self._record(outcome, started, scope, retry, detail, kind)
+            raise NoAnswer(outcome, detail) from None
         answer = Answer(
             status=response.status,
             headers={name.lower(): value for name, value in response.getheaders()},
@@ -196,12 +198,18 @@ class Connection:
         if answer.status >= 500:  # what the server said, for the report
             text = content[:300].decode("utf-8", "replace")
             said = f"{method} {path}: {text} (Request-Id {answer.header('Request-Id')})"
-        attempt = Attempt(self._kind, str(answer.status), answer.ms, scope, retry)
+        attempt = Attempt(kind or self._kind, str(answer.status), answer.ms, scope, retry)
         self._recorder.add(attempt, said)
         return answer
 
-    def _record(
-        self, outcome: str, started: float, scope: str, retry: bool, detail: str | None
+    def _record(  # noqa: PLR0917 - one attempt's fields
+        self,
+        outcome: str,
+        started: float,
+        scope: str,
+        retry: bool,
+        detail: str | None,
+        kind: str | None,
     ) -> None:
         ms = (time.monotonic() - started) * 1000
-        self._recorder.add(Attempt(self._kind, outcome, ms, scope, retry), detail)
+        self._recorder.add(Attempt(kind or self._kind, outcome, ms, scope, retry), detail)

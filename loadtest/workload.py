@@ -7,8 +7,9 @@ import json
 import random
 import threading
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 from urllib.parse import urlencode
 
 from loadtest.accounts import Budget, Scope
@@ -63,13 +64,15 @@ def retryable(answer: Answer) -> bool:
 
 def backoff(attempt: int, answer: Answer | None) -> float:
     """Full jitter (a random wait up to an exponentially growing cap), so retries of clients
-    that failed together do not come back together; a 429 waits for its Retry-After, capped."""
-    if answer is not None and answer.status == 429:
+    that failed together do not come back together; never shorter than a `Retry-After` (a 429's,
+    or a 502/503's), capped."""
+    after = None if answer is None else answer.header("Retry-After")
+    if answer is not None and (answer.status == 429 or after is not None):
         try:
-            after = float(answer.header("Retry-After") or 1)
+            wait = float(after or 1)
         except ValueError:
-            after = 1.0
-        return min(max(after, 0.0), RETRY_AFTER_CAP) + _uniform(0, 0.5)
+            wait = 1.0
+        return min(max(wait, 0.0), RETRY_AFTER_CAP) + _uniform(0, 0.5)
     return _uniform(0, min(BACKOFF_CAP, BACKOFF_BASE * 2**attempt))
 
 
@@ -104,6 +107,18 @@ class Create:
     answer: Answer | None = None  # the last HTTP answer
     gave_up: str | None = None  # why retrying stopped while the answer was retryable
     seconds: float = 0.0  # first attempt to final outcome
+
+    @property
+    def path(self) -> str:
+        return "/courses"
+
+    @property
+    def method(self) -> str:
+        return "POST"
+
+    @property
+    def kind(self) -> str | None:
+        return None  # the client's connection's: "create"
 
     @property
     def final(self) -> str:
@@ -154,53 +169,92 @@ def plan(scopes: list[Scope], clients: int, creates: int, run_id: str) -> list[l
     return work
 
 
-def perform(create: Create, connection: Connection, budget: Budget, settings: Settings) -> None:
+class Logical(Protocol):
+    """One logical request (a create, an enrollment, a racer): the same bytes and the same
+    Idempotency-Key (or none) on every attempt, and what came back."""
+
+    outcomes: list[str]
+    answer: Answer | None
+    gave_up: str | None
+    seconds: float
+
+    @property
+    def scope(self) -> Scope: ...
+    @property
+    def idempotency_key(self) -> str | None: ...
+    @property
+    def body(self) -> bytes: ...
+    @property
+    def path(self) -> str: ...
+    @property
+    def method(self) -> str: ...
+    @property
+    def kind(self) -> str | None: ...  # what the table counts its attempts as
+
+
+def perform(
+    logical: Logical,
+    connection: Connection,
+    budget: Budget,
+    settings: Settings,
+    *,
+    abandon: float | None = None,
+) -> None:
     """Send the same request with the same key until a final answer, bounded in attempts and
-    time: retried on a 5xx, a 409 in progress, a 429, a timeout, a reset or refused connection."""
+    time: retried on a 5xx, a 409 in progress, a 429, a timeout, a reset or refused connection.
+    `abandon` (the settings' share unless given) of first attempts are hung up on."""
     started = time.monotonic()
-    headers = {"Idempotency-Key": create.idempotency_key}
+    key = logical.idempotency_key
+    headers = {} if key is None else {"Idempotency-Key": key}
+    share = settings.abandon if abandon is None else abandon
     for attempt in range(settings.max_attempts):
-        if not budget.take(create.scope, CREATE_SHARE, settings.deadline):
-            create.gave_up = "deadline"
+        if not budget.take(logical.scope, CREATE_SHARE, settings.deadline):
+            logical.gave_up = "deadline"
             break
         answer: Answer | None = None
         try:
             answer = connection.send(
-                "POST",
-                "/courses",
-                secret=create.scope.secret,
-                scope=create.scope.name,
-                body=create.body,
+                logical.method,
+                logical.path,
+                secret=logical.scope.secret,
+                scope=logical.scope.name,
+                body=logical.body,
                 headers=headers,
-                abandon=attempt == 0 and _uniform(0, 1) < settings.abandon,
+                abandon=attempt == 0 and _uniform(0, 1) < share,
                 retry=attempt > 0,
+                kind=logical.kind,
             )
         except NoAnswer as failure:
-            create.outcomes.append(failure.kind)
+            logical.outcomes.append(failure.kind)
         else:
-            create.answer = answer
-            create.outcomes.append(label(answer))
+            logical.answer = answer
+            logical.outcomes.append(label(answer))
             if not retryable(answer):
                 break
         if attempt + 1 == settings.max_attempts:
-            create.gave_up = f"{settings.max_attempts} attempts"
+            logical.gave_up = f"{settings.max_attempts} attempts"
         elif not pause(backoff(attempt, answer), settings.deadline):
-            create.gave_up = "deadline"
+            logical.gave_up = "deadline"
             break
-    create.seconds = time.monotonic() - started
+    logical.seconds = time.monotonic() - started
 
 
 def run_client(
-    creates: list[Create],
+    work: Sequence[Logical],
     connection: Connection,
     budget: Budget,
     settings: Settings,
     go: threading.Event,
+    *,
+    started: Callable[[Logical], None] | None = None,
 ) -> None:
+    """One client's logical requests, one after another; `started` hears of each first."""
     go.wait()
     try:
-        for create in creates:
-            perform(create, connection, budget, settings)
+        for logical in work:
+            if started is not None:
+                started(logical)
+            perform(logical, connection, budget, settings)
     finally:
         connection.close()
 

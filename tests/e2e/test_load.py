@@ -14,9 +14,10 @@ if TYPE_CHECKING:
     from tests.support.stack import Stack
 
 CLIENTS, CREATES = 8, 3
+ENROLLMENTS, RACE_PAIRS, RACERS = 1, 2, 4  # a paid enrollment per client; a pair per wave
 
 
-@pytest.mark.slow  # 300+ requests in a burst, eight clients writing
+@pytest.mark.slow  # 300+ requests in a burst, eight clients writing and paying
 def test_small_load_keeps_every_invariant(stack: Stack, tmp_path: Path) -> None:
     burst_account = stack.create_account("pro")  # a Pro key nothing else uses
     figures_file = tmp_path / "load.json"
@@ -28,6 +29,13 @@ def test_small_load_keeps_every_invariant(stack: Stack, tmp_path: Path) -> None:
             "--clients", str(CLIENTS),
             "--creates", str(CREATES),
             "--readers", "2",
+            # Paid enrollments through the session's Stripe server, made slow and failing for
+            # 4.5 seconds (it is left healthy afterwards), and two pairs raced key-less.
+            "--stripe-url", stack.stripe_url,
+            "--enrollments", str(ENROLLMENTS),
+            "--enroll-share", "1",
+            "--race-pairs", str(RACE_PAIRS),
+            "--racers", str(RACERS),
             "--burst-key", burst_account.keys["test"],
             # No wait for a minute with 20 s left (up to 20 s of this test). Instead the answers
             # are grouped by X-RateLimit-Reset (the window that counted each one), and a burst
@@ -46,7 +54,13 @@ def test_small_load_keeps_every_invariant(stack: Stack, tmp_path: Path) -> None:
     broken = [f"{name}: {v['detail']}" for name, v in verdicts.items() if v["passed"] is not True]
     assert broken == []
     assert code == 0
-    assert len(verdicts) == 5  # exactly once, counts, burst, final answers, readers
+    # exactly once, counts, burst, final answers, readers; and for enrollments: exactly once,
+    # one charge each, counts, final answers, racers
+    assert len(verdicts) == 10
     assert figures["logical_creates"]["count"] == CLIENTS * CREATES
+    assert figures["logical_enrollments"]["count"] == CLIENTS * ENROLLMENTS
+    assert figures["racers"]["pairs"] == RACE_PAIRS
+    assert figures["requests"]["enroll"]["2xx"] >= CLIENTS * ENROLLMENTS
+    assert figures["stripe_faults"]  # the faults were injected
     assert figures["requests"]["burst"]["2xx"] >= 300
     assert figures["stack_memory"]["peak_mib"] > 0
