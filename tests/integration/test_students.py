@@ -191,7 +191,13 @@ def test_a_missing_required_field_is_400_parameter_missing(
     assert api.total() == 0
 
 
-@pytest.mark.parametrize("body", ["", "   ", None])
+def test_a_body_of_only_blanks_is_not_empty_and_not_json() -> None:
+    api = Api()
+    assert_error(api.create("   "), 400, "invalid_json", None)
+    assert api.total() == 0
+
+
+@pytest.mark.parametrize("body", ["", None])
 def test_an_empty_post_body_reads_as_an_empty_object(body: str | None) -> None:
     api = Api()
     reply = api.create(body)
