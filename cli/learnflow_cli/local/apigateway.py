@@ -8,9 +8,11 @@ import hashlib
 import json
 import secrets
 import string
+import threading
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from concurrent.futures import Future
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -23,9 +25,12 @@ from learnflow_cli.local.token_authorizer import TokenAuthorizer
 
 if TYPE_CHECKING:
     from learnflow_cli.local.http_messages import HttpRequest
-    from learnflow_cli.local.lambda_runtime import Invoker
+    from learnflow_cli.local.lambda_runtime import Invocation, Invoker
 
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
+# A REST API's integration timeout: API Gateway answers 504 (INTEGRATION_TIMEOUT) when the
+# function has not answered by then, and the invocation goes on without anyone waiting for it.
+INTEGRATION_TIMEOUT_SECONDS = 29.0
 
 _GATEWAY_MESSAGES = {
     "UNAUTHORIZED": "Unauthorized",
@@ -37,6 +42,7 @@ _GATEWAY_MESSAGES = {
     "AUTHORIZER_FAILURE": "Internal server error",
     "DEFAULT_4XX": "Bad Request",
     "DEFAULT_5XX": "Internal server error",
+    "INTEGRATION_TIMEOUT": "Endpoint request timed out",
 }
 
 
@@ -82,8 +88,10 @@ class Gateway:
         region: str,
         authorizer_cache: bool = False,
         api_key_lookup: Callable[[str], str | None] | None = None,
+        integration_timeout: float = INTEGRATION_TIMEOUT_SECONDS,
     ) -> None:
         self.stage = tpl.stage_name(template)
+        self._integration_timeout = integration_timeout
         self.api_id = api_id
         self.region = region
         self._runtime = runtime
@@ -176,7 +184,17 @@ class Gateway:
             api_key=api_key,
         )
         trace_id = (event["headers"] or {}).get("X-Amzn-Trace-Id")
-        result = self._runtime.invoke(route.function_id, event, trace_id)
+        result = self._invoke_within(route.function_id, event, trace_id)
+        if result is None:
+            response = self._gateway_response("INTEGRATION_TIMEOUT", 504, context)
+            response.notes.append(f"no answer within {self._integration_timeout:g} s")
+        else:
+            response = self._integration_response(result, context)
+        response.function = route.function_id
+        response.authorizer_ms = authorizer_ms
+        return response
+
+    def _integration_response(self, result: Invocation, context: dict[str, str]) -> HttpResponse:
         answer = proxy_response(result)
         if isinstance(answer, Refusal):
             response = self._refusal(answer, context)
@@ -184,11 +202,26 @@ class Gateway:
             status, headers, body = answer
             headers.extend(self._gateway_headers(context))
             response = HttpResponse(status, headers, body, request_id=context["requestId"])
-        response.function = route.function_id
-        response.authorizer_ms = authorizer_ms
         if result.init_ms is not None:
             response.notes.append(f"cold start {result.init_ms:.0f} ms")
         return response
+
+    def _invoke_within(self, name: str, event: Any, trace_id: str | None) -> Invocation | None:
+        """The function's invocation, or None when it has not ended (waiting for a worker
+        included) within the integration timeout; it then goes on in its own thread."""
+        done: Future[Invocation] = Future()
+
+        def invoke() -> None:
+            try:
+                done.set_result(self._runtime.invoke(name, event, trace_id))
+            except BaseException as error:  # handed to the waiting request, raised there
+                done.set_exception(error)
+
+        threading.Thread(target=invoke, name=f"invoke-{name}", daemon=True).start()
+        try:
+            return done.result(timeout=self._integration_timeout)
+        except TimeoutError:
+            return None
 
     def refuse(
         self, request: HttpRequest, response_type: str, status: int, note: str | None = None

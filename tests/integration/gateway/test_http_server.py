@@ -1,11 +1,13 @@
 """The emulator's HTTP server on its own: the emulator's own failure answered as the template's
-5xx with a Request-Id, and connections waiting in the listen queue until they are served."""
+5xx with a Request-Id, the integration timeout's 504, and connections waiting in the listen queue
+until they are served."""
 
 from __future__ import annotations
 
 import http.client
 import socket
 import threading
+import time
 from typing import Any
 
 import pytest
@@ -51,6 +53,45 @@ def test_emulator_failure_is_the_templates_5xx_with_a_request_id() -> None:
     assert done.wait(5)
     assert logged[0].request_id == response.headers["Request-Id"]
     assert any("RuntimeError" in note for note in logged[0].notes)  # the console shows the bug
+
+
+class _SlowRuntime:
+    """A function that answers 200 after `seconds`, and says when it has."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.finished = threading.Event()
+
+    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> Invocation:
+        time.sleep(self.seconds)
+        self.finished.set()
+        return Invocation(payload={"statusCode": 200, "body": "{}"}, duration_ms=0.0)
+
+
+def test_a_function_slower_than_the_integration_timeout_is_504_and_goes_on() -> None:
+    """As API Gateway: no answer within the integration timeout (29 s; 0.5 s here) is a 504
+    from the template's DEFAULT_5XX, at the timeout; the invocation itself is not cut short."""
+    runtime = _SlowRuntime(2.0)
+    gateway = Gateway(
+        TEMPLATE, runtime, api_id="api123", region="us-east-1", integration_timeout=0.5
+    )
+    server = GatewayServer(("127.0.0.1", 0), lambda *_: None)
+    server.gateway = gateway
+    serve_in_thread(server)
+    try:
+        started = time.monotonic()
+        response = requests.get(f"http://127.0.0.1:{server.port}/v2/open/x", timeout=10)
+        waited = time.monotonic() - started
+        assert_error(response, 504, "api_error", "gateway")
+        assert 0.5 <= waited < 1.8  # at the timeout, not when the function ends
+        assert not runtime.finished.is_set()
+        assert runtime.finished.wait(5)  # the invocation went on
+        runtime.seconds = 0.0
+        fast = requests.get(f"http://127.0.0.1:{server.port}/v2/open/x", timeout=10)
+        assert fast.status_code == 200
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 def _unknown_route(sock: socket.socket) -> int:
