@@ -51,18 +51,26 @@ def test_deep_nesting_is_refused_as_not_an_object() -> None:
 
 
 def nested(levels: int) -> str:
-    """A body whose objects and arrays nest `levels` deep (the body itself is the first)."""
+    """A body whose objects and arrays nest `levels` deep (the body itself is the first), with a
+    number in the deepest one."""
     inner = levels - 1
-    return '{"a": ' + "[" * inner + "]" * inner + "}" if inner else "{}"
+    return '{"a": ' + "[" * inner + "1" + "]" * inner + "}" if inner else '{"a": 1}'
 
 
 def test_nesting_up_to_the_limit_parses_and_one_more_is_refused() -> None:
     assert MAX_DEPTH == 32
     assert loads_object(nested(MAX_DEPTH))["a"]
+    assert loads_object('{"a": ' + '{"b": ' * 30 + '{"x": 1}' + "}" * 30 + "}")  # 32 objects
     with pytest.raises(NotAnObjectError, match="too deeply"):
         loads_object(nested(MAX_DEPTH + 1))
     with pytest.raises(NotAnObjectError, match="too deeply"):  # inside objects, too
-        loads_object('{"a": ' + '{"b": ' * 40 + "1" + "}" * 40 + "}")
+        loads_object('{"a": ' + '{"b": ' * 31 + '{"x": 1}' + "}" * 31 + "}")
+
+
+def test_a_wide_body_is_not_deep() -> None:
+    """Depth counts nesting, not size: a million values side by side are one level."""
+    parsed = loads_object('{"a": [' + ",".join(["0"] * 1_000_000) + "]}")
+    assert len(parsed["a"]) == 1_000_000
 
 
 def test_a_huge_integer_stays_a_number() -> None:

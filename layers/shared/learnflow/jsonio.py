@@ -7,6 +7,7 @@ string, so this uses simplejson's maintained `use_decimal` support.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, Final
@@ -91,21 +92,28 @@ def loads_object(text: str) -> dict[str, Any]:
         raise TooDeepError("the body nests too deeply") from None
     if not isinstance(value, dict):
         raise NotAnObjectError("the body is not a JSON object")
-    if _nests_deeper_than(value, MAX_DEPTH):
+    # fewer brackets than levels cannot nest that deep: most bodies skip the walk
+    if text.count("[") + text.count("{") > MAX_DEPTH and _nests_deeper_than(value, MAX_DEPTH):
         raise TooDeepError("the body nests too deeply")
     return value
 
 
-def _nests_deeper_than(value: Any, limit: int) -> bool:
-    # Without a stack of its own: whatever reads the body afterwards (validators, the
-    # idempotency fingerprint, logging) may recurse, and must never meet a RecursionError.
-    pending: list[tuple[Any, int]] = [(value, 1)]
-    while pending:
-        item, depth = pending.pop()
-        children = (
-            item.values() if isinstance(item, dict) else item if isinstance(item, list) else ()
-        )
-        if children and depth >= limit:
-            return True
-        pending.extend((child, depth + 1) for child in children)
+def _nests_deeper_than(value: dict[str, Any] | list[Any], limit: int) -> bool:
+    # Without recursing: whatever reads the body afterwards (validators, the idempotency
+    # fingerprint, logging) may recurse, and must never meet a RecursionError. Depth first with
+    # one iterator per open level, so the memory is the depth, never the body's width.
+    levels = [_members(value)]
+    while levels:
+        for child in levels[-1]:
+            if isinstance(child, dict | list):
+                if len(levels) >= limit:
+                    return True
+                levels.append(_members(child))
+                break
+        else:
+            levels.pop()
     return False
+
+
+def _members(value: dict[str, Any] | list[Any]) -> Iterator[Any]:
+    return iter(value.values() if isinstance(value, dict) else value)
