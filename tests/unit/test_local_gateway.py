@@ -22,7 +22,9 @@ class _AuthorizerDown:
         self.error = error
         self.invoked: list[str] = []
 
-    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> Invocation:
+    def invoke(
+        self, name: str, event: Any, trace_id: str | None = None, *, start_by: float | None = None
+    ) -> Invocation:
         self.invoked.append(name)
         return Invocation(error=self.error)
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import secrets
 import string
 import threading
@@ -27,6 +28,7 @@ if TYPE_CHECKING:
     from learnflow_cli.local.http_messages import HttpRequest
     from learnflow_cli.local.lambda_runtime import Invocation, Invoker
 
+_log = logging.getLogger(__name__)
 MAX_BODY_BYTES = 10 * 1024 * 1024  # API Gateway's payload limit
 # A REST API's integration timeout: API Gateway answers 504 (INTEGRATION_TIMEOUT) when the
 # function has not answered by then, and the invocation goes on without anyone waiting for it.
@@ -207,21 +209,28 @@ class Gateway:
         return response
 
     def _invoke_within(self, name: str, event: Any, trace_id: str | None) -> Invocation | None:
-        """The function's invocation, or None when it has not ended (waiting for a worker
-        included) within the integration timeout; it then goes on in its own thread."""
+        """The function's invocation, or None when it has not ended within the integration
+        timeout. One that has started then goes on in its own thread, as in AWS; one still
+        waiting for a free worker gives up at that moment and never runs."""
+        start_by = time.monotonic() + self._integration_timeout
         done: Future[Invocation] = Future()
 
         def invoke() -> None:
             try:
-                done.set_result(self._runtime.invoke(name, event, trace_id))
-            except BaseException as error:  # handed to the waiting request, raised there
+                done.set_result(self._runtime.invoke(name, event, trace_id, start_by=start_by))
+            except BaseException as error:  # raised in the waiting request, or logged if gone
                 done.set_exception(error)
+                if waiting_ended.is_set():
+                    _log.exception("%s failed after the gateway answered 504", name)
 
+        waiting_ended = threading.Event()
         threading.Thread(target=invoke, name=f"invoke-{name}", daemon=True).start()
         try:
-            return done.result(timeout=self._integration_timeout)
+            result = done.result(timeout=self._integration_timeout)
         except TimeoutError:
+            waiting_ended.set()
             return None
+        return result if result.started else None
 
     def refuse(
         self, request: HttpRequest, response_type: str, status: int, note: str | None = None

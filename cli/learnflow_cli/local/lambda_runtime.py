@@ -50,6 +50,7 @@ RUNTIME_PRELOAD = (
 # Worker processes in all (each 60-90 MB resident): the authorizer and a few busy functions at
 # full concurrency; with about 20 functions at four each, memory would reach gigabytes.
 MAX_WORKERS = 16
+_NO_WORKER = "TooManyRequestsException"  # Lambda's throttle: no worker was free in time
 WORKER_IDLE_SECONDS = 300.0  # Lambda reclaims an idle execution environment after minutes
 
 
@@ -61,6 +62,7 @@ class Invocation:
     error: dict[str, Any] | None = None  # Lambda's error shape: errorType, errorMessage, ...
     duration_ms: float = 0.0
     init_ms: float | None = None  # set on a cold start
+    started: bool = True  # False: no worker was free before the caller's `start_by`
 
     @property
     def ok(self) -> bool:
@@ -70,7 +72,12 @@ class Invocation:
 class Invoker(Protocol):
     """What invokes a function by name: `LambdaRuntime`, or a test's stand-in for it."""
 
-    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> Invocation: ...
+    def invoke(
+        self, name: str, event: Any, trace_id: str | None = None, *, start_by: float | None = None
+    ) -> Invocation:
+        """Run `name` on `event`; `start_by` (time.monotonic()) gives up waiting for a free
+        worker at that moment, with `started=False`."""
+        ...
 
 
 def describe_error(function: str | None, error: Mapping[str, Any]) -> str:
@@ -163,15 +170,20 @@ class LambdaRuntime:
         thread.start()
         return thread
 
-    def invoke(self, name: str, event: Any, trace_id: str | None = None) -> Invocation:
+    def invoke(
+        self, name: str, event: Any, trace_id: str | None = None, *, start_by: float | None = None
+    ) -> Invocation:
         if name not in self.specs:
             missing = {"errorType": "ResourceNotFoundException", "errorMessage": name}
             return Invocation(error=missing)
         request_id = str(uuid.uuid4())
         started = time.perf_counter()
-        container, init_error, init_ms = self._acquire(name)
+        container, init_error, init_ms = self._acquire(name, start_by)
         if container is None or init_error is not None:
-            return Invocation(error=init_error, duration_ms=elapsed_ms(started))
+            waited_out = init_error is not None and init_error.get("errorType") == _NO_WORKER
+            return Invocation(
+                error=init_error, duration_ms=elapsed_ms(started), started=not waited_out
+            )
         kind, value = container.invoke(event, request_id, trace_id)
         duration = elapsed_ms(started) - init_ms
         self._release(container, healthy=kind != "dead")
@@ -180,8 +192,12 @@ class LambdaRuntime:
             return Invocation(payload=json.loads(value), duration_ms=duration, init_ms=cold)
         return Invocation(error=value, duration_ms=duration, init_ms=cold)
 
-    def _acquire(self, name: str) -> tuple[Worker | None, dict[str, Any] | None, float]:
+    def _acquire(
+        self, name: str, start_by: float | None = None
+    ) -> tuple[Worker | None, dict[str, Any] | None, float]:
         deadline = time.monotonic() + self.specs[name].timeout + INIT_TIMEOUT_SECONDS + 30
+        if start_by is not None:
+            deadline = min(deadline, start_by)
         evicted: Worker | None = None
         # Requests for a function are served in their order of arrival: without a queue, the
         # ones woken last under load could wait until their deadline while others overtake.
@@ -196,10 +212,7 @@ class LambdaRuntime:
                         return self._idle[name].pop()[1], None, 0.0
                     remaining = deadline - time.monotonic()
                     if self._closed or remaining <= 0:
-                        throttled = {
-                            "errorType": "TooManyRequestsException",
-                            "errorMessage": "Rate",
-                        }
+                        throttled = {"errorType": _NO_WORKER, "errorMessage": "Rate"}
                         return None, throttled, 0.0
                     if queue[0] is ticket and self._count[name] < self._max:
                         # Only a function without any worker takes another's: one that has

@@ -121,6 +121,28 @@ def test_workers_are_capped_in_all_and_idle_ones_are_reaped(
         runtime.close()
 
 
+def test_an_invocation_gives_up_at_start_by_when_no_worker_is_free(
+    app_specs: dict[str, FunctionSpec],
+) -> None:
+    """With its one worker busy, a second invocation given `start_by` never runs: it reports
+    `started=False` at that moment, and the busy one still ends well."""
+    runtime = LambdaRuntime(app_specs, max_containers=1, preload=())
+    try:
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            busy = pool.submit(runtime.invoke, "SlowFunction", _slow(1.5))
+            deadline = time.monotonic() + 5
+            while not runtime.workers() and time.monotonic() < deadline:
+                time.sleep(0.01)
+            asked = time.monotonic()
+            waited_out = runtime.invoke("SlowFunction", _slow(0), start_by=asked + 0.3)
+            gave_up = time.monotonic() - asked
+            assert busy.result(timeout=10).ok
+        assert (waited_out.started, waited_out.ok) == (False, False)
+        assert gave_up >= 0.3  # it waited until start_by, and no longer than the busy one
+    finally:
+        runtime.close()
+
+
 def test_a_function_without_a_worker_waits_for_room_when_all_are_busy(
     app_specs: dict[str, FunctionSpec],
 ) -> None:
