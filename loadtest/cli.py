@@ -426,11 +426,13 @@ def _run(options: argparse.Namespace, keys: KeysFile, pid: int | None) -> int:
         )
         check_seconds = time.monotonic() - started
     creates = [create for creates in work for create in creates]
-    if cut := sum(1 for create in creates if create.gave_up == "deadline" or not create.outcomes):
-        notes.append(
-            f"{cut} logical create(s) cut short by --timeout {options.timeout:.0f}: "
-            "they fail the invariants; give a run of this size a longer --timeout"
-        )
+    paying = [*phase.every, *(racer for pair in phase.pairs for racer in pair.racers)]
+    for what, logical in (("logical create", creates), ("enrollment or racer", paying)):
+        if cut := sum(1 for one in logical if one.gave_up == "deadline" or not one.outcomes):
+            notes.append(
+                f"{cut} {what}(s) cut short by --timeout {options.timeout:.0f}: "
+                "they fail the invariants; give a run of this size a longer --timeout"
+            )
     burst_verdict = burst.verdict(load.burst, chosen.skipped)
     if load.burst_error:
         burst_verdict = checks.Verdict(burst_verdict.name, False, load.burst_error)

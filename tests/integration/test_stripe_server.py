@@ -270,6 +270,8 @@ def test_list_cursors_limits_and_filters(server: StripeServer) -> None:
         ({"starting_after": "pi_unknown"}, "starting_after"),
         ({"starting_after": made[0], "ending_before": made[1]}, "ending_before"),
         ({"colour": "red"}, "colour"),
+        ({"created": "--5"}, "created"),
+        ({"created": {"gte": "1.5"}}, "created[gte]"),
     ]:
         with pytest.raises(stripe.InvalidRequestError) as caught:
             listed(params=params)  # type: ignore[arg-type]

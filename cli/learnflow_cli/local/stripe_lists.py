@@ -102,7 +102,8 @@ def _filter(params: JSON) -> Callable[[JSON], bool]:
 
 
 def _integer(value: object, name: str) -> int:
-    text = value if isinstance(value, str) else ""
-    if not text.lstrip("-").isdigit():
+    """A `created` bound, read by the same rules as every integer parameter."""
+    parsed = integer_param({name: value}, name)
+    if parsed is None:  # present, but empty
         raise param_error(f"Invalid integer: {value}", name, "parameter_invalid_integer")
-    return int(text)
+    return parsed
