@@ -182,7 +182,7 @@ def exactly_once(phase: Phase, findings: Findings) -> Verdict:
 
 def one_charge_each(phase: Phase, findings: Findings) -> Verdict:
     """(b) Each enrollment's PaymentIntent succeeded for the course's price and names it in its
-    metadata; no succeeded PaymentIntent of the run's accounts without its enrollment."""
+    metadata; no succeeded PaymentIntent of the run's paid courses without its enrollment."""
     name = "one charge per enrollment, no charge without one (Stripe's PaymentIntents)"
     if findings.intents is None:
         return Verdict(name, None, findings.stripe_failure)
@@ -226,7 +226,7 @@ def one_charge_each(phase: Phase, findings: Findings) -> Verdict:
     doubled += [f"{pair} x{n}" for pair, n in per_pair.items() if n > 1]
     statuses = Counter(str(pi.get("status")) for pi in ours)
     detail = (
-        f"{len(ours)} PaymentIntents of the run's accounts "
+        f"{len(ours)} PaymentIntents of the run's paid courses "
         f"({', '.join(f'{n} {s}' for s, n in statuses.most_common())}) for "
         f"{len(enrollments)} enrollments"
     )
